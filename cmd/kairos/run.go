@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"os"
+
+	"github.com/kairos-engine/kairos/engine"
+)
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("run", stderr)
+	configPath := fs.String("config", "", "config file (default kairos.yaml when it exists)")
+	rulesDir := fs.String("rules", "", "rules directory (default rules)")
+	data := fs.String("data", "", "data directory for state and the embedded NATS (default data)")
+	natsURL := fs.String("nats-url", "", "external NATS URL; empty starts the embedded server")
+	natsListen := fs.String("nats-listen", "", "embedded NATS client address (default 127.0.0.1:4222)")
+	httpAddr := fs.String("http", "", "metrics and health address, or off (default 127.0.0.1:9464)")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error (default info)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return errUsage
+	}
+	cfg, err := loadConfig(*configPath, fs)
+	if err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	override := func(name string, dst *string, v string) {
+		if set[name] {
+			*dst = v
+		}
+	}
+	override("rules", &cfg.Rules.Dir, *rulesDir)
+	override("data", &cfg.Data, *data)
+	override("nats-url", &cfg.NATS.URL, *natsURL)
+	override("nats-listen", &cfg.NATS.Listen, *natsListen)
+	override("http", &cfg.HTTP.Listen, *httpAddr)
+	override("log-level", &cfg.Log.Level, *logLevel)
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := engine.NewLogger(stderr, cfg.Log)
+	e, err := engine.New(engine.Options{Config: cfg, Logger: log})
+	if err != nil {
+		return err
+	}
+	return e.Run(ctx)
+}
+
+// loadConfig reads the config file: the one given, or kairos.yaml when it
+// exists, or none.
+func loadConfig(path string, _ *flag.FlagSet) (engine.Config, error) {
+	if path == "" {
+		if _, err := os.Stat("kairos.yaml"); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return engine.Config{}, nil
+			}
+			return engine.Config{}, err
+		}
+		path = "kairos.yaml"
+	}
+	return engine.LoadConfig(path)
+}

@@ -1,0 +1,338 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/kairos-engine/kairos/connectors"
+	"github.com/kairos-engine/kairos/rules"
+)
+
+// Config is the whole configuration of kairos run, as read from
+// kairos.yaml. The zero value of every field means its documented default
+// (docs/configuration.md); Defaults fills them in.
+type Config struct {
+	Data     string         `yaml:"data"`
+	Rules    RulesConfig    `yaml:"rules"`
+	NATS     NATSConfig     `yaml:"nats"`
+	Streams  StreamsConfig  `yaml:"streams"`
+	Consumer ConsumerConfig `yaml:"consumer"`
+	Engine   EngineConfig   `yaml:"engine"`
+	State    StateConfig    `yaml:"state"`
+	HTTP     HTTPConfig     `yaml:"http"`
+	Log      LogConfig      `yaml:"log"`
+}
+
+// RulesConfig locates and bounds the rule files.
+type RulesConfig struct {
+	Dir       string `yaml:"dir"`
+	Horizon   string `yaml:"horizon"`
+	CostLimit uint64 `yaml:"cost_limit"`
+}
+
+// NATSConfig says which NATS to use: an external one (URL set) or the
+// embedded server (URL empty), and how to authenticate.
+type NATSConfig struct {
+	URL        string    `yaml:"url"`
+	Listen     string    `yaml:"listen"`
+	User       string    `yaml:"user"`
+	Password   string    `yaml:"password"`
+	Token      string    `yaml:"token"`
+	Creds      string    `yaml:"creds"`
+	NKeySeed   string    `yaml:"nkey_seed"`
+	TLS        TLSConfig `yaml:"tls"`
+	SyncAlways bool      `yaml:"sync_always"`
+}
+
+// TLSConfig is the client TLS setup for an external NATS.
+type TLSConfig struct {
+	CA                 string `yaml:"ca"`
+	Cert               string `yaml:"cert"`
+	Key                string `yaml:"key"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// StreamsConfig names and sizes the JetStream streams.
+type StreamsConfig struct {
+	Prefix   string       `yaml:"prefix"`
+	Replicas int          `yaml:"replicas"`
+	Events   StreamConfig `yaml:"events"`
+	Offers   StreamConfig `yaml:"offers"`
+	DLQ      StreamConfig `yaml:"dlq"`
+}
+
+// StreamConfig is one stream.
+type StreamConfig struct {
+	Name            string `yaml:"name"`
+	MaxAge          string `yaml:"max_age"`
+	MaxBytes        int64  `yaml:"max_bytes"`
+	DuplicateWindow string `yaml:"duplicate_window"`
+	Storage         string `yaml:"storage"`   // file or memory
+	Retention       string `yaml:"retention"` // limits, interest or workqueue
+}
+
+// ConsumerConfig is the engine's durable consumer on the events stream.
+type ConsumerConfig struct {
+	Durable       string `yaml:"durable"`
+	AckWait       string `yaml:"ack_wait"`
+	MaxAckPending int    `yaml:"max_ack_pending"`
+}
+
+// EngineConfig tunes the processing loop.
+type EngineConfig struct {
+	Workers         int    `yaml:"workers"`
+	BatchSize       int    `yaml:"batch_size"`
+	MaxEventBytes   int    `yaml:"max_event_bytes"`
+	OfferEncoding   string `yaml:"offer_encoding"`
+	PublishInFlight int    `yaml:"publish_in_flight"`
+}
+
+// StateConfig tunes the Badger-backed state.
+type StateConfig struct {
+	CacheCustomers   int  `yaml:"cache_customers"`
+	SyncWrites       bool `yaml:"sync_writes"`
+	MaxSeriesEntries int  `yaml:"max_series_entries"`
+}
+
+// HTTPConfig is the metrics and health endpoint.
+type HTTPConfig struct {
+	Listen string `yaml:"listen"`
+}
+
+// LogConfig sets the log level (debug, info, warn, error) and format (text, json).
+type LogConfig struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// LoadConfig reads a config file strictly: unknown fields are errors.
+// It does not validate; call Defaults then Validate.
+func LoadConfig(path string) (Config, error) {
+	var c Config
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return c, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			msgs := make([]string, len(te.Errors))
+			for i, m := range te.Errors {
+				msgs[i] = path + ": " + strings.TrimPrefix(m, "yaml: ")
+			}
+			return c, &ConfigError{Problems: msgs}
+		}
+		return c, &ConfigError{Problems: []string{path + ": " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+	return c, nil
+}
+
+// Defaults fills every unset field with its default.
+func (c *Config) Defaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.Data, "data")
+	def(&c.Rules.Dir, "rules")
+	def(&c.Rules.Horizon, "90d")
+	if c.Rules.CostLimit == 0 {
+		c.Rules.CostLimit = rules.DefaultCostLimit
+	}
+	def(&c.NATS.Listen, "127.0.0.1:4222")
+	def(&c.Streams.Prefix, "kairos")
+	if c.Streams.Replicas == 0 {
+		c.Streams.Replicas = 1
+	}
+	streamDefaults(&c.Streams.Events, "KAIROS_EVENTS", "7d", "2m")
+	streamDefaults(&c.Streams.Offers, "KAIROS_OFFERS", "7d", "1h")
+	streamDefaults(&c.Streams.DLQ, "KAIROS_DLQ", "30d", "1h")
+	def(&c.Consumer.Durable, "kairos-engine")
+	def(&c.Consumer.AckWait, "30s")
+	if c.Consumer.MaxAckPending == 0 {
+		c.Consumer.MaxAckPending = 20000
+	}
+	if c.Engine.BatchSize == 0 {
+		c.Engine.BatchSize = 512
+	}
+	if c.Engine.MaxEventBytes == 0 {
+		c.Engine.MaxEventBytes = 64 << 10
+	}
+	def(&c.Engine.OfferEncoding, "msgpack")
+	if c.Engine.PublishInFlight == 0 {
+		c.Engine.PublishInFlight = 4096
+	}
+	if c.State.CacheCustomers == 0 {
+		c.State.CacheCustomers = 100_000
+	}
+	if c.State.MaxSeriesEntries == 0 {
+		c.State.MaxSeriesEntries = 10_000
+	}
+	def(&c.HTTP.Listen, "127.0.0.1:9464")
+	def(&c.Log.Level, "info")
+	def(&c.Log.Format, "text")
+}
+
+func streamDefaults(s *StreamConfig, name, maxAge, dup string) {
+	if s.Name == "" {
+		s.Name = name
+	}
+	if s.MaxAge == "" {
+		s.MaxAge = maxAge
+	}
+	if s.DuplicateWindow == "" {
+		s.DuplicateWindow = dup
+	}
+	if s.Storage == "" {
+		s.Storage = "file"
+	}
+	if s.Retention == "" {
+		s.Retention = "limits"
+	}
+	if s.MaxBytes == 0 {
+		s.MaxBytes = -1
+	}
+}
+
+// ConfigError lists every problem of a configuration.
+type ConfigError struct {
+	Problems []string
+}
+
+func (e *ConfigError) Error() string {
+	return "invalid configuration:\n  " + strings.Join(e.Problems, "\n  ")
+}
+
+var (
+	streamNameRe = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	prefixRe     = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+)
+
+// Validate checks a defaulted config and returns every problem at once.
+func (c *Config) Validate() error {
+	var p []string
+	bad := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+	dur := func(field, v string, allowZero bool) time.Duration {
+		d, err := rules.ParseDuration(v)
+		if err != nil {
+			bad("%s: %v", field, err)
+			return 0
+		}
+		if d == 0 && !allowZero {
+			bad("%s: must be positive", field)
+		}
+		return d
+	}
+	dur("rules.horizon", c.Rules.Horizon, false)
+	if c.NATS.URL == "" {
+		if _, _, err := net.SplitHostPort(c.NATS.Listen); err != nil {
+			bad("nats.listen: %v", err)
+		}
+	}
+	if c.NATS.User != "" && c.NATS.Token != "" {
+		bad("nats: set either user/password or token, not both")
+	}
+	if (c.NATS.TLS.Cert == "") != (c.NATS.TLS.Key == "") {
+		bad("nats.tls: cert and key go together")
+	}
+	for _, f := range []struct{ field, path string }{
+		{"nats.creds", c.NATS.Creds}, {"nats.nkey_seed", c.NATS.NKeySeed},
+		{"nats.tls.ca", c.NATS.TLS.CA}, {"nats.tls.cert", c.NATS.TLS.Cert}, {"nats.tls.key", c.NATS.TLS.Key},
+	} {
+		if f.path != "" {
+			if _, err := os.Stat(f.path); err != nil {
+				bad("%s: %v", f.field, err)
+			}
+		}
+	}
+	if !prefixRe.MatchString(c.Streams.Prefix) {
+		bad("streams.prefix: %q is not a subject prefix", c.Streams.Prefix)
+	}
+	if c.Streams.Replicas < 1 || c.Streams.Replicas > 5 {
+		bad("streams.replicas: must be 1 to 5")
+	}
+	names := map[string]string{}
+	for _, s := range []struct {
+		field string
+		sc    StreamConfig
+	}{{"streams.events", c.Streams.Events}, {"streams.offers", c.Streams.Offers}, {"streams.dlq", c.Streams.DLQ}} {
+		if !streamNameRe.MatchString(s.sc.Name) {
+			bad("%s.name: %q must match [A-Za-z0-9_-]+", s.field, s.sc.Name)
+		}
+		if prev, dup := names[s.sc.Name]; dup {
+			bad("%s.name: %q is also %s.name", s.field, s.sc.Name, prev)
+		}
+		names[s.sc.Name] = s.field
+		dur(s.field+".max_age", s.sc.MaxAge, true)
+		dur(s.field+".duplicate_window", s.sc.DuplicateWindow, false)
+		if s.sc.Storage != "file" && s.sc.Storage != "memory" {
+			bad("%s.storage: %q (use file or memory)", s.field, s.sc.Storage)
+		}
+		if s.sc.Retention != "limits" && s.sc.Retention != "interest" && s.sc.Retention != "workqueue" {
+			bad("%s.retention: %q (use limits, interest or workqueue)", s.field, s.sc.Retention)
+		}
+	}
+	if c.Consumer.Durable == "" || strings.ContainsAny(c.Consumer.Durable, ". *>") {
+		bad("consumer.durable: %q must be a name without dots, spaces or wildcards", c.Consumer.Durable)
+	}
+	dur("consumer.ack_wait", c.Consumer.AckWait, false)
+	if c.Consumer.MaxAckPending < c.Engine.BatchSize {
+		bad("consumer.max_ack_pending (%d) must be at least engine.batch_size (%d)", c.Consumer.MaxAckPending, c.Engine.BatchSize)
+	}
+	if c.Engine.Workers < 0 || c.Engine.Workers > 1024 {
+		bad("engine.workers: must be 0 (one per CPU) to 1024")
+	}
+	if c.Engine.BatchSize < 1 || c.Engine.BatchSize > 10000 {
+		bad("engine.batch_size: must be 1 to 10000")
+	}
+	if c.Engine.MaxEventBytes < 128 {
+		bad("engine.max_event_bytes: must be at least 128")
+	}
+	if _, err := connectors.ParseEncoding(c.Engine.OfferEncoding); err != nil {
+		bad("engine.offer_encoding: %v", err)
+	}
+	if c.Engine.PublishInFlight < 1 {
+		bad("engine.publish_in_flight: must be positive")
+	}
+	if c.State.CacheCustomers < 1 {
+		bad("state.cache_customers: must be positive")
+	}
+	if c.State.MaxSeriesEntries < 1 {
+		bad("state.max_series_entries: must be positive")
+	}
+	if c.HTTP.Listen != "off" {
+		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+			bad("http.listen: %v (or \"off\")", err)
+		}
+	}
+	if _, err := parseLevel(c.Log.Level); err != nil {
+		bad("log.level: %v", err)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format: %q (use text or json)", c.Log.Format)
+	}
+	if len(p) > 0 {
+		return &ConfigError{Problems: p}
+	}
+	return nil
+}
+
+func mustDuration(s string) time.Duration {
+	d, err := rules.ParseDuration(s)
+	if err != nil {
+		panic(fmt.Sprintf("unvalidated duration %q: %v", s, err))
+	}
+	return d
+}

@@ -1,0 +1,368 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/kairos-engine/kairos/connectors"
+	"github.com/kairos-engine/kairos/rules"
+	"github.com/kairos-engine/kairos/state"
+)
+
+// Options are what a caller hands the engine besides the configuration.
+type Options struct {
+	Config Config
+	// Logger receives the engine's logs; nil discards them.
+	Logger *slog.Logger
+	// Registry serves /metrics; nil creates one with the Go and process
+	// collectors.
+	Registry *prometheus.Registry
+	// Now is the clock for decisions (decided_at, expires_at, the rules'
+	// now); nil is time.Now.
+	Now func() time.Time
+}
+
+// Engine consumes events, keeps customer state, evaluates rules and
+// publishes offers. Create it with New, run it with Run, once.
+type Engine struct {
+	cfg     Config
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	metrics *Metrics
+	now     func() time.Time
+	sub     subjects
+	enc     connectors.Encoding
+
+	rs      *rules.RuleSet
+	plan    *state.Plan
+	typeLbl map[string]prometheus.Counter // event type -> events counter
+	otherEv prometheus.Counter
+	ruleM   map[string]*ruleMetrics
+
+	store *state.Store
+	ns    *server.Server
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	pub   *connectors.Publisher
+
+	eventsStream  string
+	streamCreated int64
+	applied       uint64
+	appliedPub    atomic.Uint64 // applied, for other goroutines
+
+	in       chan inMsg
+	workers  []*worker
+	ready    atomic.Bool
+	readyCh  chan struct{}
+	httpAddr atomic.Value // string
+	natsURL  atomic.Value // string
+
+	batch    *state.Batch
+	prevKeys [][]byte // outbox keys published, to delete in the next commit
+	keyBuf   []byte
+	recBuf   []byte
+}
+
+type ruleMetrics struct {
+	evals, matches, errors prometheus.Counter
+	offers                 map[string]prometheus.Counter // by channel
+}
+
+// New validates the configuration and loads the rules; it starts nothing.
+// A bad configuration or rule set fails here with every problem listed.
+func New(opts Options) (*Engine, error) {
+	cfg := opts.Config
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	enc, _ := connectors.ParseEncoding(cfg.Engine.OfferEncoding)
+	e := &Engine{
+		cfg:     cfg,
+		log:     log,
+		reg:     reg,
+		metrics: NewMetrics(reg),
+		now:     now,
+		sub:     newSubjects(cfg.Streams.Prefix),
+		enc:     enc,
+		readyCh: make(chan struct{}),
+	}
+	rs, err := rules.Load(rules.Options{Horizon: mustDuration(cfg.Rules.Horizon), CostLimit: cfg.Rules.CostLimit}, cfg.Rules.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.setRules(rs); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// setRules installs a rule set: its window plan and its metric series.
+func (e *Engine) setRules(rs *rules.RuleSet) error {
+	aggs := rs.Aggregates()
+	specs := make([]state.AggSpec, len(aggs))
+	for i, a := range aggs {
+		specs[i] = state.AggSpec{Kind: aggKinds[a.Kind], Type: a.Type, Attr: a.Attr, Window: a.Window}
+	}
+	plan, err := state.NewPlan(specs, rs.Horizon())
+	if err != nil {
+		return fmt.Errorf("window plan: %w", err)
+	}
+	e.rs, e.plan = rs, plan
+	e.typeLbl = map[string]prometheus.Counter{}
+	for _, t := range rs.Types() {
+		e.typeLbl[t] = e.metrics.Events.WithLabelValues(t)
+	}
+	e.otherEv = e.metrics.Events.WithLabelValues("other")
+	e.ruleM = map[string]*ruleMetrics{}
+	for _, r := range rs.Rules() {
+		rm := &ruleMetrics{
+			evals:   e.metrics.RuleEvals.WithLabelValues(r.ID),
+			matches: e.metrics.RuleMatches.WithLabelValues(r.ID),
+			errors:  e.metrics.RuleErrors.WithLabelValues(r.ID),
+			offers:  map[string]prometheus.Counter{},
+		}
+		for _, ch := range r.Offer.Channels {
+			rm.offers[ch] = e.metrics.Offers.WithLabelValues(r.ID, ch)
+		}
+		e.ruleM[r.ID] = rm
+	}
+	e.metrics.RulesLoaded.Set(float64(len(rs.Rules())))
+	return nil
+}
+
+// aggKinds translates the rules' aggregate kinds to the state's.
+var aggKinds = map[rules.AggKind]state.AggKind{
+	rules.Count: state.Count, rules.Sum: state.Sum, rules.Min: state.Min, rules.Max: state.Max,
+	rules.Avg: state.Avg, rules.Distinct: state.Distinct, rules.Since: state.Since,
+}
+
+// Applied is the highest events-stream sequence committed (and, once its
+// batch finished, acknowledged).
+func (e *Engine) Applied() uint64 { return e.appliedPub.Load() }
+
+// Rules returns the loaded rule set.
+func (e *Engine) Rules() *rules.RuleSet { return e.rs }
+
+// Ready is closed once the engine consumes events.
+func (e *Engine) Ready() <-chan struct{} { return e.readyCh }
+
+// NATSURL is the URL outside clients use to reach the engine's NATS: the
+// embedded server's client URL, or the configured one. Valid once Ready.
+func (e *Engine) NATSURL() string { s, _ := e.natsURL.Load().(string); return s }
+
+// HTTPAddr is the address /metrics and the health checks listen on. Valid once Ready.
+func (e *Engine) HTTPAddr() string { s, _ := e.httpAddr.Load().(string); return s }
+
+// Run starts everything, processes events until ctx ends, then stops
+// gracefully: it stops fetching, finishes the batch in hand, commits,
+// acknowledges, and closes the state, the connection and the embedded
+// server. It returns nil after a graceful stop.
+func (e *Engine) Run(ctx context.Context) (err error) {
+	var stops []func()
+	defer func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}()
+
+	// HTTP first, so /healthz answers while the rest starts.
+	if e.cfg.HTTP.Listen != "off" {
+		ln, err := net.Listen("tcp", e.cfg.HTTP.Listen)
+		if err != nil {
+			return fmt.Errorf("http.listen: %w", err)
+		}
+		e.httpAddr.Store(ln.Addr().String())
+		srv := &http.Server{Handler: e.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				e.log.Error("http server", "err", err)
+			}
+		}()
+		stops = append(stops, func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+			<-done
+		})
+	}
+
+	if err := os.MkdirAll(e.cfg.Data, 0o750); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	workers := e.cfg.Engine.Workers
+	if workers == 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	store, err := state.Open(state.Options{
+		Dir:              filepath.Join(e.cfg.Data, "state"),
+		CacheCustomers:   e.cfg.State.CacheCustomers,
+		Shards:           workers,
+		MaxSeriesEntries: e.cfg.State.MaxSeriesEntries,
+		SyncWrites:       e.cfg.State.SyncWrites,
+		Logger:           e.log.With("component", "state"),
+		Metrics:          state.NewMetrics(e.reg),
+	})
+	if err != nil {
+		return fmt.Errorf("open state: %w", err)
+	}
+	e.store = store
+	stops = append(stops, func() {
+		if err := store.Close(); err != nil {
+			e.log.Error("close state", "err", err)
+		}
+	})
+
+	if e.cfg.NATS.URL == "" {
+		ns, err := startEmbedded(&e.cfg, e.log)
+		if err != nil {
+			return err
+		}
+		e.ns = ns
+		e.natsURL.Store(ns.ClientURL())
+		stops = append(stops, func() {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		})
+		e.log.Info("embedded NATS listening", "url", ns.ClientURL(), "store", filepath.Join(e.cfg.Data, "nats"))
+	} else {
+		e.natsURL.Store(e.cfg.NATS.URL)
+	}
+	nc, err := connect(&e.cfg, e.ns, "kairos-engine", e.log)
+	if err != nil {
+		return err
+	}
+	e.nc = nc
+	stops = append(stops, func() { nc.Close() })
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(e.cfg.Engine.PublishInFlight))
+	if err != nil {
+		return err
+	}
+	e.js = js
+	e.pub = connectors.NewPublisher(js, e.log, 5)
+
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	info, err := ensureStreams(sctx, js, &e.cfg, e.sub)
+	if err != nil {
+		return err
+	}
+	e.eventsStream = info.Config.Name
+	e.streamCreated = info.Created.UnixNano()
+
+	w, err := store.Applied()
+	if err != nil {
+		return fmt.Errorf("read watermark: %w", err)
+	}
+	if w.Seq > 0 && (w.Stream != e.eventsStream || w.StreamCreated != e.streamCreated) {
+		e.log.Warn("the events stream was recreated since the state was written; starting from its beginning", "stream", e.eventsStream)
+		w = state.Watermark{}
+	}
+	e.applied = w.Seq
+	e.appliedPub.Store(w.Seq)
+	e.metrics.Applied.Set(float64(w.Seq))
+
+	if err := e.recoverOutbox(sctx); err != nil {
+		return err
+	}
+	cons, err := ensureConsumer(sctx, js, &e.cfg, w, e.log)
+	if err != nil {
+		return err
+	}
+
+	e.workers = make([]*worker, workers)
+	for i := range e.workers {
+		e.workers[i] = newWorker(e, i, store.Shard(i))
+	}
+	e.batch = store.NewBatch()
+
+	e.in = make(chan inMsg, e.cfg.Consumer.MaxAckPending+e.cfg.Engine.BatchSize)
+	stopFetch := make(chan struct{})
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		im := inMsg{msg: m, recv: time.Now()}
+		if md, err := m.Metadata(); err == nil {
+			im.seq = md.Sequence.Stream
+		}
+		select {
+		case e.in <- im:
+		case <-stopFetch:
+		}
+	}, jetstream.PullMaxMessages(2*e.cfg.Engine.BatchSize), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		e.log.Warn("consume", "err", err)
+	}))
+	if err != nil {
+		return fmt.Errorf("consume: %w", err)
+	}
+	var stopOnce sync.Once
+	stopConsume := func() {
+		stopOnce.Do(func() {
+			cc.Stop()
+			close(stopFetch)
+		})
+	}
+	stops = append(stops, stopConsume)
+
+	e.ready.Store(true)
+	e.metrics.Ready.Set(1)
+	close(e.readyCh)
+	e.log.Info("kairos ready", "rules", len(e.rs.Rules()), "workers", workers, "applied_seq", e.applied, "nats", e.NATSURL(), "http", e.HTTPAddr())
+
+	err = e.loop(ctx)
+	e.ready.Store(false)
+	e.metrics.Ready.Set(0)
+	stopConsume()
+	if ferr := e.finish(); ferr != nil && err == nil {
+		err = ferr
+	}
+	e.log.Info("kairos stopped", "applied_seq", e.applied)
+	return err
+}
+
+// finish deletes the published outbox records so that a clean stop leaves
+// an empty outbox.
+func (e *Engine) finish() error {
+	if len(e.prevKeys) == 0 {
+		return nil
+	}
+	b := e.batch
+	b.Reset()
+	for _, k := range e.prevKeys {
+		b.DeleteOutbox(k)
+	}
+	if err := e.store.Commit(b); err != nil {
+		return fmt.Errorf("final commit: %w", err)
+	}
+	e.prevKeys = e.prevKeys[:0]
+	return nil
+}

@@ -1,0 +1,72 @@
+package engine
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the engine's Prometheus metrics (docs/metrics.md). Labels
+// are bounded: event types named by rules (others are "other"), rule ids,
+// channels and dead-letter reasons. Never a customer id.
+type Metrics struct {
+	Events           *prometheus.CounterVec
+	Invalid          *prometheus.CounterVec
+	Duplicates       prometheus.Counter
+	RuleEvals        *prometheus.CounterVec
+	RuleMatches      *prometheus.CounterVec
+	RuleErrors       *prometheus.CounterVec
+	Offers           *prometheus.CounterVec
+	BatchSize        prometheus.Histogram
+	BatchDuration    prometheus.Histogram
+	ArrivalToOffer   prometheus.Histogram
+	EventTimeToOffer prometheus.Histogram
+	Applied          prometheus.Gauge
+	PublishRetries   prometheus.Counter
+	RulesLoaded      prometheus.Gauge
+	Ready            prometheus.Gauge
+}
+
+// NewMetrics creates the engine metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	const ns, sub = "kairos", "engine"
+	latency := prometheus.ExponentialBucketsRange(0.0001, 10, 24)
+	m := &Metrics{
+		Events: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "events_total",
+			Help: "Events applied, by event type (types no rule names are counted as \"other\")."}, []string{"type"}),
+		Invalid: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "dead_letters_total",
+			Help: "Messages sent to the dead-letter stream, by reason."}, []string{"reason"}),
+		Duplicates: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "duplicate_deliveries_total",
+			Help: "Redelivered events that were already applied and were only acknowledged."}),
+		RuleEvals: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "rule_evaluations_total",
+			Help: "Rule evaluations, by rule."}, []string{"rule"}),
+		RuleMatches: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "rule_matches_total",
+			Help: "Rule evaluations whose condition held, by rule."}, []string{"rule"}),
+		RuleErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "rule_errors_total",
+			Help: "Rule evaluations that failed, by rule."}, []string{"rule"}),
+		Offers: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "offers_total",
+			Help: "Offers published, by rule and channel."}, []string{"rule", "channel"}),
+		BatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "batch_size",
+			Help: "Events per processed batch.", Buckets: prometheus.ExponentialBuckets(1, 2, 14)}),
+		BatchDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "batch_duration_seconds",
+			Help: "Time to process, commit, publish and acknowledge one batch.", Buckets: latency}),
+		ArrivalToOffer: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "arrival_to_offer_seconds",
+			Help: "From an event's arrival at the engine to its offer being stored in the offers stream.", Buckets: latency}),
+		EventTimeToOffer: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "event_time_to_offer_seconds",
+			Help: "From an event's ts to its offer being stored in the offers stream.", Buckets: latency}),
+		Applied: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "applied_sequence",
+			Help: "Highest events-stream sequence applied and committed."}),
+		PublishRetries: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "publish_failures_total",
+			Help: "Batches whose offers or dead letters could not be published at the first attempt."}),
+		RulesLoaded: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "rules_loaded",
+			Help: "Rules loaded (enabled or not)."}),
+		Ready: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "ready",
+			Help: "1 when streams, consumer, rules and state are ready."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Events, m.Invalid, m.Duplicates, m.RuleEvals, m.RuleMatches, m.RuleErrors, m.Offers,
+			m.BatchSize, m.BatchDuration, m.ArrivalToOffer, m.EventTimeToOffer, m.Applied, m.PublishRetries, m.RulesLoaded, m.Ready)
+	}
+	for _, r := range []string{ReasonDecode, ReasonInvalid, ReasonOversize, ReasonEval} {
+		m.Invalid.WithLabelValues(r)
+	}
+	return m
+}

@@ -1,0 +1,128 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kairos-engine/kairos/state"
+)
+
+// streamConfig turns a StreamConfig into a JetStream stream configuration
+// on subjects.
+func streamConfig(sc StreamConfig, replicas int, subjects ...string) jetstream.StreamConfig {
+	cfg := jetstream.StreamConfig{
+		Name:       sc.Name,
+		Subjects:   subjects,
+		MaxAge:     mustDuration(sc.MaxAge),
+		MaxBytes:   sc.MaxBytes,
+		Duplicates: mustDuration(sc.DuplicateWindow),
+		Replicas:   replicas,
+		Storage:    jetstream.FileStorage,
+		Retention:  jetstream.LimitsPolicy,
+		Discard:    jetstream.DiscardOld,
+	}
+	if sc.Storage == "memory" {
+		cfg.Storage = jetstream.MemoryStorage
+	}
+	switch sc.Retention {
+	case "interest":
+		cfg.Retention = jetstream.InterestPolicy
+	case "workqueue":
+		cfg.Retention = jetstream.WorkQueuePolicy
+	}
+	return cfg
+}
+
+// subjects are the subject spaces of a config.
+type subjects struct {
+	prefix       string
+	events       string // <prefix>.events.>
+	eventsPrefix string // <prefix>.events.
+	offers       string // <prefix>.offers.
+	dlq          string // <prefix>.dlq.
+}
+
+func newSubjects(prefix string) subjects {
+	return subjects{
+		prefix:       prefix,
+		events:       prefix + ".events.>",
+		eventsPrefix: prefix + ".events.",
+		offers:       prefix + ".offers.",
+		dlq:          prefix + ".dlq.",
+	}
+}
+
+// ensureStreams creates or updates the three streams; it is idempotent.
+// It returns the events stream's info.
+func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg *Config, sub subjects) (*jetstream.StreamInfo, error) {
+	var events *jetstream.StreamInfo
+	for _, sc := range []jetstream.StreamConfig{
+		streamConfig(cfg.Streams.Events, cfg.Streams.Replicas, sub.events),
+		streamConfig(cfg.Streams.Offers, cfg.Streams.Replicas, sub.offers+">"),
+		streamConfig(cfg.Streams.DLQ, cfg.Streams.Replicas, sub.dlq+">"),
+	} {
+		s, err := js.CreateOrUpdateStream(ctx, sc)
+		if err != nil {
+			return nil, fmt.Errorf("stream %s: %w", sc.Name, err)
+		}
+		if sc.Name == cfg.Streams.Events.Name {
+			info := s.CachedInfo()
+			events = info
+		}
+	}
+	return events, nil
+}
+
+// ensureConsumer makes the durable consumer deliver from the first event
+// the state has not applied. The state's watermark is the truth: when the
+// consumer's position disagrees with it (after a crash, messages were
+// delivered but not acknowledged), the consumer is recreated to start at
+// watermark+1, so a customer's events are never applied out of order.
+func ensureConsumer(ctx context.Context, js jetstream.JetStream, cfg *Config, w state.Watermark, log *slog.Logger) (jetstream.Consumer, error) {
+	stream := cfg.Streams.Events.Name
+	want := jetstream.ConsumerConfig{
+		Durable:       cfg.Consumer.Durable,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       mustDuration(cfg.Consumer.AckWait),
+		MaxAckPending: cfg.Consumer.MaxAckPending,
+		MaxDeliver:    -1,
+		FilterSubject: newSubjects(cfg.Streams.Prefix).events,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	if w.Seq > 0 {
+		want.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		want.OptStartSeq = w.Seq + 1
+	}
+	c, err := js.Consumer(ctx, stream, cfg.Consumer.Durable)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		log.Info("creating consumer", "consumer", want.Durable, "start_seq", w.Seq+1)
+		return js.CreateConsumer(ctx, stream, want)
+	case err != nil:
+		return nil, fmt.Errorf("consumer %s: %w", cfg.Consumer.Durable, err)
+	}
+	info := c.CachedInfo()
+	inSync := info.AckFloor.Stream == w.Seq && info.NumAckPending == 0 && info.Delivered.Stream == w.Seq
+	if w.Seq == 0 && info.Delivered.Stream > 0 {
+		// The state is new (an empty data directory) but the consumer has
+		// progressed: keep its position rather than re-run history.
+		log.Warn("state is empty but the consumer has progressed; continuing from the consumer's position", "consumer", want.Durable, "ack_floor", info.AckFloor.Stream)
+		inSync = info.NumAckPending == 0
+		if !inSync {
+			want.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+			want.OptStartSeq = info.AckFloor.Stream + 1
+		}
+	}
+	if inSync && info.Config.AckWait == want.AckWait && info.Config.MaxAckPending == want.MaxAckPending && info.Config.FilterSubject == want.FilterSubject {
+		return c, nil
+	}
+	log.Info("recreating consumer at the state's watermark", "consumer", want.Durable, "start_seq", want.OptStartSeq, "ack_floor", info.AckFloor.Stream, "ack_pending", info.NumAckPending)
+	if err := js.DeleteConsumer(ctx, stream, want.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("delete consumer %s: %w", want.Durable, err)
+	}
+	return js.CreateConsumer(ctx, stream, want)
+}

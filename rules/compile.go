@@ -1,0 +1,478 @@
+package rules
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common"
+	"github.com/google/cel-go/common/ast"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/interpreter"
+)
+
+// Defaults of Options.
+const (
+	DefaultHorizon   = 90 * 24 * time.Hour
+	DefaultCostLimit = 1_000_000
+)
+
+// Options bound what a rule set may ask for.
+type Options struct {
+	// Horizon is the longest window a rule may use (default 90d).
+	Horizon time.Duration
+	// CostLimit is the most a rule's condition or parameter may cost, in CEL
+	// cost units, as estimated at load and, for rules that iterate, tracked
+	// at evaluation (default 1,000,000).
+	CostLimit uint64
+}
+
+func (o *Options) defaults() {
+	if o.Horizon <= 0 {
+		o.Horizon = DefaultHorizon
+	}
+	if o.CostLimit == 0 {
+		o.CostLimit = DefaultCostLimit
+	}
+}
+
+// Aggregate is one window aggregate a rule set needs per customer. Type is
+// an event type or "*"; Attr is empty for count and since; Window is zero
+// for since (it looks back as far as the horizon).
+type Aggregate struct {
+	Kind   AggKind
+	Type   string
+	Attr   string
+	Window time.Duration
+}
+
+func (a Aggregate) String() string {
+	switch a.Kind {
+	case Count:
+		return fmt.Sprintf("count(%q, %q)", a.Type, FormatDuration(a.Window))
+	case Since:
+		return fmt.Sprintf("since(%q)", a.Type)
+	}
+	return fmt.Sprintf("%s(%q, %q, %q)", a.Kind, a.Type, a.Attr, FormatDuration(a.Window))
+}
+
+// Rule is a compiled rule.
+type Rule struct {
+	RuleDef
+	// Version identifies the rule's definition: a hash of everything that
+	// decides what it does. It changes when the rule is edited.
+	Version string
+	// Cost is the estimated worst-case cost of the condition and parameters.
+	Cost uint64
+	// Aggregates are the indexes (in RuleSet.Aggregates) the rule reads.
+	Aggregates []int
+
+	when    cel.Program
+	tracked bool // evaluated with cost tracking and cancellation
+	params  []compiledParam
+}
+
+type compiledParam struct {
+	name    string
+	prog    cel.Program
+	tracked bool
+}
+
+// RuleSet is an immutable set of compiled rules, indexed by event type. It
+// is safe for concurrent use; evaluate through an Evaluator per goroutine.
+type RuleSet struct {
+	rules    []*Rule // every rule, in file order
+	byType   map[string][]*Rule
+	anyType  []*Rule
+	aggs     []Aggregate
+	aggIndex map[Aggregate]int
+	opts     Options
+}
+
+// Rules returns every rule of the set (enabled or not) in file order.
+func (rs *RuleSet) Rules() []*Rule { return rs.rules }
+
+// Aggregates returns the window aggregates the enabled rules read; the
+// Windows given to an evaluation must serve exactly these, by index.
+func (rs *RuleSet) Aggregates() []Aggregate { return rs.aggs }
+
+// Horizon returns the longest window the set may use.
+func (rs *RuleSet) Horizon() time.Duration { return rs.opts.Horizon }
+
+// For returns the enabled rules an event type triggers, highest priority
+// first, ties by rule id.
+func (rs *RuleSet) For(eventType string) []*Rule {
+	if r, ok := rs.byType[eventType]; ok {
+		return r
+	}
+	return rs.anyType
+}
+
+// Types returns the event types named in the enabled rules' on lists.
+func (rs *RuleSet) Types() []string { return sortedKeys(rs.byType) }
+
+// Load reads, parses and compiles rule files and directories. On any error
+// it returns every problem found, as Errors, and no rule set.
+func Load(opts Options, paths ...string) (*RuleSet, error) {
+	files, err := LoadFiles(paths...)
+	rs, cerr := Compile(files, opts)
+	if err != nil {
+		errs := err.(Errors)
+		if cerr != nil {
+			errs = append(errs, cerr.(Errors)...)
+		}
+		sortErrors(errs)
+		return nil, errs
+	}
+	return rs, cerr
+}
+
+// Compile compiles parsed rule files into a rule set. It reports every
+// problem, as Errors.
+func Compile(files []*File, opts Options) (*RuleSet, error) {
+	opts.defaults()
+	e, err := env()
+	if err != nil {
+		return nil, fmt.Errorf("rules: CEL environment: %w", err)
+	}
+	c := &compiler{env: e, opts: opts, rs: &RuleSet{byType: map[string][]*Rule{}, aggIndex: map[Aggregate]int{}, opts: opts}}
+	seen := map[string]Pos{}
+	for _, f := range files {
+		for _, def := range f.Rules {
+			if prev, dup := seen[def.ID]; dup {
+				c.errs = append(c.errs, &Error{Pos: def.Pos, RuleID: def.ID, Msg: "duplicate rule id, first defined at " + prev.String(), Kind: ErrInvalid})
+				continue
+			}
+			seen[def.ID] = def.Pos
+			if r := c.rule(f, def); r != nil {
+				c.rs.rules = append(c.rs.rules, r)
+			}
+		}
+	}
+	if len(c.errs) > 0 {
+		sortErrors(c.errs)
+		return nil, c.errs
+	}
+	c.index()
+	return c.rs, nil
+}
+
+type compiler struct {
+	env  *cel.Env
+	opts Options
+	rs   *RuleSet
+	errs Errors
+}
+
+func (c *compiler) fail(f *File, def *RuleDef, pos Pos, format string, args ...any) {
+	c.errs = append(c.errs, &Error{Pos: pos, RuleID: def.ID, Msg: fmt.Sprintf(format, args...), Snippet: f.snippet(pos), Kind: ErrCompile})
+}
+
+func (c *compiler) rule(f *File, def *RuleDef) *Rule {
+	r := &Rule{RuleDef: *def, Version: version(def)}
+	nerr := len(c.errs)
+	var used []Aggregate
+	prog, tracked, cost, aggs, ok := c.expr(f, def, "when", def.When, true)
+	if ok {
+		r.when, r.tracked, r.Cost = prog, tracked, cost
+		used = append(used, aggs...)
+	}
+	for _, p := range def.Offer.Params {
+		prog, tracked, cost, aggs, ok := c.expr(f, def, "offer.params."+p.Name, p.Expr, false)
+		if ok {
+			r.params = append(r.params, compiledParam{name: p.Name, prog: prog, tracked: tracked})
+			r.Cost += cost
+			used = append(used, aggs...)
+		}
+	}
+	if len(c.errs) > nerr {
+		return nil
+	}
+	if def.Enabled {
+		for _, a := range used {
+			r.Aggregates = append(r.Aggregates, c.rs.aggIndex[a])
+		}
+		slices.Sort(r.Aggregates)
+		r.Aggregates = slices.Compact(r.Aggregates)
+	}
+	return r
+}
+
+func (c *compiler) aggregate(a Aggregate) int {
+	if i, ok := c.rs.aggIndex[a]; ok {
+		return i
+	}
+	i := len(c.rs.aggs)
+	c.rs.aggs = append(c.rs.aggs, a)
+	c.rs.aggIndex[a] = i
+	return i
+}
+
+// expr compiles one expression: parse, type-check, check the window calls,
+// estimate the cost and plan the program.
+func (c *compiler) expr(f *File, def *RuleDef, field string, e Expr, wantBool bool) (cel.Program, bool, uint64, []Aggregate, bool) {
+	if strings.TrimSpace(e.Src) == "" {
+		c.fail(f, def, e.Pos, "%s is empty", field)
+		return nil, false, 0, nil, false
+	}
+	checked, iss := c.env.Compile(e.Src)
+	if iss != nil && iss.Err() != nil {
+		for _, ce := range iss.Errors() {
+			c.celError(f, def, field, e, ce)
+		}
+		return nil, false, 0, nil, false
+	}
+	if wantBool && checked.OutputType() != cel.BoolType {
+		c.fail(f, def, e.Pos, "%s must evaluate to bool, but its type is %s (compare the value, e.g. `event.attrs.flag == true`)", field, checked.OutputType())
+		return nil, false, 0, nil, false
+	}
+	nat := checked.NativeRep()
+	aggs, ok := c.windowCalls(f, def, field, e, nat)
+	if !ok {
+		return nil, false, 0, nil, false
+	}
+	est, err := c.env.EstimateCost(checked, estimator{})
+	if err != nil {
+		c.fail(f, def, e.Pos, "%s: estimating its cost: %v", field, err)
+		return nil, false, 0, nil, false
+	}
+	if est.Max > c.opts.CostLimit {
+		c.fail(f, def, e.Pos, "%s: estimated cost %d exceeds the limit %d (inputs assumed up to %d elements)", field, est.Max, c.opts.CostLimit, inputSizeBound)
+		return nil, false, 0, nil, false
+	}
+	if def.Enabled {
+		for _, a := range aggs {
+			c.aggregate(a)
+		}
+	}
+	tracked := hasComprehension(nat.Expr())
+	popts := []cel.ProgramOption{cel.CustomDecorator(c.decorator())}
+	if tracked {
+		popts = append(popts, cel.CostLimit(c.opts.CostLimit), cel.InterruptCheckFrequency(100))
+	}
+	prog, err := c.env.Program(checked, popts...)
+	if err != nil {
+		c.fail(f, def, e.Pos, "%s: %v", field, err)
+		return nil, false, 0, nil, false
+	}
+	return prog, tracked, est.Max, aggs, true
+}
+
+func (c *compiler) celError(f *File, def *RuleDef, field string, e Expr, ce *common.Error) {
+	loc := ce.Location
+	pos := e.Pos
+	if loc != nil && loc.Line() > 0 {
+		pos = f.exprPos(e, loc.Line(), loc.Column())
+	}
+	msg := strings.TrimPrefix(ce.Message, "ERROR: ")
+	c.fail(f, def, pos, "%s: %s", field, msg)
+}
+
+// windowCalls finds the window function calls in a checked expression and
+// checks that their arguments are constants within the limits.
+func (c *compiler) windowCalls(f *File, def *RuleDef, field string, e Expr, a *ast.AST) ([]Aggregate, bool) {
+	var out []Aggregate
+	ok := true
+	info := a.SourceInfo()
+	at := func(id int64) Pos {
+		loc := info.GetStartLocation(id)
+		if loc.Line() <= 0 {
+			return e.Pos
+		}
+		return f.exprPos(e, loc.Line(), loc.Column())
+	}
+	ast.PostOrderVisit(a.Expr(), ast.NewExprVisitor(func(x ast.Expr) {
+		if x.Kind() != ast.CallKind {
+			return
+		}
+		call := x.AsCall()
+		wf, isWindow := windowFuncByName(call.FunctionName())
+		if !isWindow || call.IsMemberFunction() {
+			return
+		}
+		args := call.Args()
+		vals := make([]string, len(args))
+		for i, arg := range args {
+			if arg.Kind() != ast.LiteralKind {
+				c.fail(f, def, at(arg.ID()), "%s: %s(): argument %d (%s) must be a constant string", field, wf.name, i+1, wf.params[i])
+				ok = false
+				return
+			}
+			s, isStr := arg.AsLiteral().(types.String)
+			if !isStr {
+				c.fail(f, def, at(arg.ID()), "%s: %s(): argument %d (%s) must be a constant string", field, wf.name, i+1, wf.params[i])
+				ok = false
+				return
+			}
+			vals[i] = string(s)
+		}
+		agg := Aggregate{Kind: wf.kind, Type: vals[0]}
+		if agg.Type != "*" && !eventTypeRe.MatchString(agg.Type) {
+			c.fail(f, def, at(args[0].ID()), "%s: %s(): event type %q must match [a-z0-9_]+ or be \"*\"", field, wf.name, agg.Type)
+			ok = false
+			return
+		}
+		if len(vals) == 3 {
+			agg.Attr = vals[1]
+			if agg.Attr == "" {
+				c.fail(f, def, at(args[1].ID()), "%s: %s(): attr must not be empty", field, wf.name)
+				ok = false
+				return
+			}
+		}
+		if len(vals) >= 2 {
+			warg := args[len(args)-1]
+			d, err := ParseDuration(vals[len(vals)-1])
+			switch {
+			case err != nil:
+				c.fail(f, def, at(warg.ID()), "%s: %s(): window: %v", field, wf.name, err)
+				ok = false
+				return
+			case d <= 0:
+				c.fail(f, def, at(warg.ID()), "%s: %s(): window must be positive", field, wf.name)
+				ok = false
+				return
+			case d > c.opts.Horizon:
+				c.fail(f, def, at(warg.ID()), "%s: %s(): window %s is longer than the horizon %s", field, wf.name, vals[len(vals)-1], FormatDuration(c.opts.Horizon))
+				ok = false
+				return
+			}
+			agg.Window = d
+		}
+		out = append(out, agg)
+	}))
+	return out, ok
+}
+
+func hasComprehension(e ast.Expr) bool {
+	found := false
+	ast.PostOrderVisit(e, ast.NewExprVisitor(func(x ast.Expr) {
+		if x.Kind() == ast.ComprehensionKind {
+			found = true
+		}
+	}))
+	return found
+}
+
+// decorator replaces each window function call with an instruction that
+// reads the aggregate's value by its index, so evaluation does no lookup.
+// The aggregates of the expression are registered before it is planned.
+func (c *compiler) decorator() interpreter.InterpretableDecorator {
+	return func(i interpreter.Interpretable) (interpreter.Interpretable, error) {
+		call, ok := i.(interpreter.InterpretableCall)
+		if !ok {
+			return i, nil
+		}
+		wf, ok := windowFuncByName(call.Function())
+		if !ok {
+			return i, nil
+		}
+		args := call.Args()
+		vals := make([]string, len(args))
+		for k, a := range args {
+			cst, ok := a.(interpreter.InterpretableConst)
+			if !ok {
+				return nil, fmt.Errorf("%s(): argument %d is not a constant", wf.name, k+1)
+			}
+			s, ok := cst.Value().(types.String)
+			if !ok {
+				return nil, fmt.Errorf("%s(): argument %d is not a string", wf.name, k+1)
+			}
+			vals[k] = string(s)
+		}
+		agg := Aggregate{Kind: wf.kind, Type: vals[0]}
+		if len(vals) == 3 {
+			agg.Attr = vals[1]
+		}
+		if len(vals) >= 2 {
+			d, err := ParseDuration(vals[len(vals)-1])
+			if err != nil {
+				return nil, err
+			}
+			agg.Window = d
+		}
+		idx, ok := c.rs.aggIndex[agg]
+		if !ok {
+			idx = -1 // a disabled rule: compiled and checked, never evaluated
+		}
+		return &windowCall{id: call.ID(), kind: wf.kind, idx: idx}, nil
+	}
+}
+
+// index builds the per-type lists of enabled rules, highest priority first.
+func (c *compiler) index() {
+	rs := c.rs
+	var types []string
+	seenType := map[string]bool{}
+	for _, r := range rs.rules {
+		if !r.Enabled {
+			continue
+		}
+		for _, t := range r.On {
+			if t == "*" {
+				rs.anyType = append(rs.anyType, r)
+			} else if !seenType[t] {
+				seenType[t] = true
+				types = append(types, t)
+			}
+		}
+	}
+	for _, t := range types {
+		var list []*Rule
+		for _, r := range rs.rules {
+			if r.Enabled && (slices.Contains(r.On, t) || slices.Contains(r.On, "*")) {
+				list = append(list, r)
+			}
+		}
+		sortRules(list)
+		rs.byType[t] = list
+	}
+	sortRules(rs.anyType)
+}
+
+func sortRules(list []*Rule) {
+	sort.SliceStable(list, func(i, j int) bool {
+		if list[i].Offer.Priority != list[j].Offer.Priority {
+			return list[i].Offer.Priority > list[j].Offer.Priority
+		}
+		return list[i].ID < list[j].ID
+	})
+}
+
+func sortErrors(es Errors) {
+	sort.SliceStable(es, func(i, j int) bool {
+		a, b := es[i].Pos, es[j].Pos
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		return a.Col < b.Col
+	})
+}
+
+// version hashes the parts of a rule definition that decide what it does.
+func version(d *RuleDef) string {
+	h := sha256.New()
+	w := func(parts ...string) {
+		for _, p := range parts {
+			h.Write([]byte(strconv.Itoa(len(p))))
+			h.Write([]byte{':'})
+			h.Write([]byte(p))
+		}
+	}
+	w(d.ID, strings.Join(d.On, ","), d.When.Src)
+	o := d.Offer
+	w(strings.Join(o.Channels, ","), o.Product, o.Template, strconv.Itoa(o.Priority), o.TTL.String())
+	for _, p := range o.Params {
+		w(p.Name, p.Expr.Src)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
+}

@@ -1,0 +1,101 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Sentinel errors. Decide with errors.Is; the texts may change.
+var (
+	// ErrInvalid marks a rule file that does not follow the rule file format.
+	ErrInvalid = errors.New("invalid rule file")
+	// ErrCompile marks a CEL expression that does not parse, type-check or fit the limits.
+	ErrCompile = errors.New("rule does not compile")
+	// ErrEval marks a rule whose evaluation failed for one event.
+	ErrEval = errors.New("rule evaluation failed")
+	// ErrDuration marks a malformed duration string.
+	ErrDuration = errors.New("invalid duration")
+)
+
+// Pos is a position in a rule file. Line and Col are 1-based; zero means unknown.
+type Pos struct {
+	File string
+	Line int
+	Col  int
+}
+
+func (p Pos) String() string {
+	switch {
+	case p.Line == 0:
+		return p.File
+	case p.Col == 0:
+		return fmt.Sprintf("%s:%d", p.File, p.Line)
+	}
+	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
+}
+
+// Error is one problem in a rule file, at a position.
+type Error struct {
+	Pos    Pos
+	RuleID string // empty when the error is not inside a rule
+	Msg    string
+	// Snippet, when set, is the source line and a caret under the column.
+	Snippet string
+	// Kind is ErrInvalid or ErrCompile.
+	Kind error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Pos.String())
+	b.WriteString(": ")
+	if e.RuleID != "" {
+		fmt.Fprintf(&b, "rule %q: ", e.RuleID)
+	}
+	b.WriteString(e.Msg)
+	if e.Snippet != "" {
+		b.WriteString("\n")
+		b.WriteString(e.Snippet)
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Kind }
+
+// Errors is every problem found while loading rule files, in file and line order.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	parts := make([]string, len(es))
+	for i, e := range es {
+		parts[i] = e.Error()
+	}
+	return strings.Join(parts, "\n")
+}
+
+// Unwrap lets errors.Is and errors.As see every error in the list.
+func (es Errors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
+}
+
+// err returns es as an error, or nil when it is empty.
+func (es Errors) err() error {
+	if len(es) == 0 {
+		return nil
+	}
+	return es
+}
+
+// EvalError is the failure of one rule on one event.
+type EvalError struct {
+	RuleID string
+	Err    error
+}
+
+func (e *EvalError) Error() string   { return fmt.Sprintf("rule %q: %v", e.RuleID, e.Err) }
+func (e *EvalError) Unwrap() []error { return []error{ErrEval, e.Err} }

@@ -1,0 +1,287 @@
+package state
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// ttlSlack is added to the longest retention for the Badger TTL of window
+// records: the TTL only collects customers that went quiet, window
+// membership is decided by event time.
+const ttlSlack = 24 * time.Hour
+
+type opKind uint8
+
+const (
+	opSkip opKind = iota // superseded by a later Put of the same customer
+	opSet
+	opDelete
+)
+
+// op is one key write; key and value are offsets into the arena.
+type op struct {
+	kind         opKind
+	k0, k1       int
+	v0, v1       int
+	ttl          time.Duration
+	customerSlot int // index in puts, or -1
+}
+
+type put struct {
+	c   *Customer
+	gen uint64
+	id  string
+}
+
+// Batch collects the writes of one atomic Commit: customer records, outbox
+// entries and their deletion, and the applied watermark. Encoded keys and
+// values live in an arena reused across batches. A Batch is used by one
+// goroutine; Reset it after Commit.
+type Batch struct {
+	s          *Store
+	arena      []byte
+	ops        []op
+	puts       []put
+	ids        []string
+	slot       map[string]int // customer id -> index in puts
+	applied    Watermark
+	hasApplied bool
+
+	enc     *msgpack.Encoder
+	entries []badger.Entry
+}
+
+// NewBatch returns an empty, reusable batch.
+func (s *Store) NewBatch() *Batch {
+	b := &Batch{s: s, slot: make(map[string]int)}
+	b.enc = msgpack.NewEncoder(arenaWriter{b})
+	b.enc.UseCompactInts(true)
+	b.enc.SetSortMapKeys(true)
+	return b
+}
+
+// arenaWriter appends to the batch arena.
+type arenaWriter struct{ b *Batch }
+
+func (w arenaWriter) Write(p []byte) (int, error) {
+	w.b.arena = append(w.b.arena, p...)
+	return len(p), nil
+}
+
+func (w arenaWriter) WriteByte(c byte) error {
+	w.b.arena = append(w.b.arena, c)
+	return nil
+}
+
+// Put encodes c now: its window record under c/<id> when the windows
+// changed and its profile under p/<id> when the profile changed (an empty
+// profile deletes the key). It is a no-op when c is not dirty. Put again
+// after further changes; the last Put of a customer wins. Commit clears the
+// dirty flags.
+func (b *Batch) Put(c *Customer) {
+	if !c.Dirty() {
+		return
+	}
+	slot, again := b.slot[c.id]
+	if again {
+		for i := range b.ops {
+			if b.ops[i].customerSlot == slot {
+				b.ops[i].kind = opSkip
+			}
+		}
+		b.puts[slot] = put{c: c, gen: c.gen, id: c.id}
+	} else {
+		slot = len(b.puts)
+		b.slot[c.id] = slot
+		b.puts = append(b.puts, put{c: c, gen: c.gen, id: c.id})
+		b.ids = append(b.ids, c.id)
+	}
+	if c.windowDirty {
+		o := op{kind: opSet, customerSlot: slot}
+		o.k0 = len(b.arena)
+		b.arena = append(append(b.arena, prefixCustomer...), c.id...)
+		o.k1 = len(b.arena)
+		b.arena = appendWindow(b.arena, c)
+		o.v1 = len(b.arena)
+		o.v0 = o.k1
+		var retention int64
+		if c.plan != nil {
+			retention = c.plan.maxRetention
+		}
+		o.ttl = time.Duration(retention)*time.Millisecond + ttlSlack
+		b.ops = append(b.ops, o)
+	}
+	if c.profileDirty {
+		o := op{kind: opSet, customerSlot: slot}
+		o.k0 = len(b.arena)
+		b.arena = append(append(b.arena, prefixProfile...), c.id...)
+		o.k1 = len(b.arena)
+		o.v0 = o.k1
+		if len(c.profile) == 0 {
+			o.kind = opDelete
+		} else if err := b.enc.Encode(c.profile); err != nil {
+			// Only values msgpack cannot encode (channels, funcs) get
+			// here; drop what was written and keep the stored profile.
+			b.s.log.Error("profile not encodable; keeping the stored profile", "customer", c.id, "err", err)
+			b.arena = b.arena[:o.k0]
+			return
+		}
+		o.v1 = len(b.arena)
+		b.ops = append(b.ops, o)
+	}
+}
+
+// AddOutbox writes value under o/<key>. Both are copied.
+func (b *Batch) AddOutbox(key, value []byte) {
+	o := op{kind: opSet, customerSlot: -1}
+	o.k0 = len(b.arena)
+	b.arena = append(append(b.arena, prefixOutbox...), key...)
+	o.k1 = len(b.arena)
+	o.v0 = o.k1
+	b.arena = append(b.arena, value...)
+	o.v1 = len(b.arena)
+	b.ops = append(b.ops, o)
+}
+
+// DeleteOutbox deletes o/<key>. The key is copied.
+func (b *Batch) DeleteOutbox(key []byte) {
+	o := op{kind: opDelete, customerSlot: -1}
+	o.k0 = len(b.arena)
+	b.arena = append(append(b.arena, prefixOutbox...), key...)
+	o.k1 = len(b.arena)
+	o.v0, o.v1 = o.k1, o.k1
+	b.ops = append(b.ops, o)
+}
+
+// SetApplied sets the watermark Commit stores under m/applied.
+func (b *Batch) SetApplied(w Watermark) {
+	b.applied = w
+	b.hasApplied = true
+}
+
+// Customers returns the ids of the customers Put in this batch, for
+// Invalidate after a failed Commit. The slice is reused by Reset.
+func (b *Batch) Customers() []string { return b.ids }
+
+// Len returns the number of key writes and deletions pending, the
+// watermark not counted.
+func (b *Batch) Len() int {
+	n := 0
+	for i := range b.ops {
+		if b.ops[i].kind != opSkip {
+			n++
+		}
+	}
+	return n
+}
+
+// Reset empties the batch, keeping its memory.
+func (b *Batch) Reset() {
+	b.arena = b.arena[:0]
+	b.ops = b.ops[:0]
+	clear(b.puts)
+	b.puts = b.puts[:0]
+	clear(b.ids)
+	b.ids = b.ids[:0]
+	clear(b.slot)
+	b.applied, b.hasApplied = Watermark{}, false
+	clear(b.entries)
+}
+
+// Commit writes the batch in one Badger read-write transaction: all of it
+// or nothing. On success the dirty flags of the Put customers are cleared
+// (unless they changed after Put) and they stay cached. On failure nothing
+// was written and the caller calls Invalidate(b.Customers()...). A batch
+// that does not fit one transaction fails with ErrBatchTooBig. Commit runs
+// while no Shard is in use.
+func (s *Store) Commit(b *Batch) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	start := time.Now()
+	err := s.commit(b)
+	if err != nil {
+		return err
+	}
+	for i := range b.puts {
+		p := &b.puts[i]
+		if p.c.gen == p.gen && p.c.id == p.id {
+			p.c.windowDirty, p.c.profileDirty = false, false
+		}
+	}
+	for _, sh := range s.shards {
+		sh.settle()
+	}
+	if s.metrics != nil {
+		s.metrics.commitDuration.Observe(time.Since(start).Seconds())
+		s.metrics.commitBytes.Observe(float64(len(b.arena)))
+	}
+	return nil
+}
+
+func (s *Store) commit(b *Batch) error {
+	if b.hasApplied {
+		o := op{kind: opSet, customerSlot: -1}
+		o.k0 = len(b.arena)
+		b.arena = append(b.arena, keyApplied...)
+		o.k1 = len(b.arena)
+		o.v0 = o.k1
+		b.arena = appendWatermark(b.arena, b.applied)
+		o.v1 = len(b.arena)
+		b.ops = append(b.ops, o)
+		// Take the watermark op back out afterwards, so that a retried
+		// Commit of the same batch does not write it twice.
+		defer func() { b.ops = b.ops[:len(b.ops)-1] }()
+	}
+	if len(b.ops) == 0 {
+		return nil
+	}
+	if cap(b.entries) < len(b.ops) {
+		b.entries = make([]badger.Entry, 0, len(b.ops))
+	}
+	b.entries = b.entries[:0]
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	for i := range b.ops {
+		o := &b.ops[i]
+		key := b.arena[o.k0:o.k1:o.k1]
+		var err error
+		switch o.kind {
+		case opSkip:
+			continue
+		case opDelete:
+			err = txn.Delete(key)
+		case opSet:
+			b.entries = append(b.entries, badger.Entry{Key: key, Value: b.arena[o.v0:o.v1:o.v1]})
+			e := &b.entries[len(b.entries)-1]
+			if o.ttl > 0 {
+				e.WithTTL(o.ttl)
+			}
+			err = txn.SetEntry(e)
+		}
+		if err != nil {
+			return s.commitErr(err, b)
+		}
+	}
+	if err := txn.Commit(); err != nil {
+		return s.commitErr(err, b)
+	}
+	return nil
+}
+
+func (s *Store) commitErr(err error, b *Batch) error {
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		return fmt.Errorf("%w (%d writes, %d bytes): %w", ErrBatchTooBig, b.Len(), len(b.arena), err)
+	}
+	return fmt.Errorf("state: commit: %w", err)
+}
+
+// decodeProfileBytes decodes a stored profile into m.
+func decodeProfileBytes(m map[string]any, v []byte) error {
+	return decodeProfileInto(msgpack.NewDecoder(bytes.NewReader(v)), m)
+}

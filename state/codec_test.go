@@ -1,0 +1,358 @@
+package state
+
+import (
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+var updateSeeds = flag.Bool("update-seeds", false, "rewrite testdata/fuzz/FuzzDecodeCustomer from real encodings")
+
+func newTestCustomer() *Customer {
+	return &Customer{profile: map[string]any{}, maxEntries: DefaultMaxSeriesEntries}
+}
+
+// seedRecords are window records produced by Apply and appendWindow.
+func seedRecords(tb testing.TB) map[string][]byte {
+	const t0 = int64(1_700_000_000_000)
+	plan := func(h time.Duration, specs ...AggSpec) *Plan {
+		p, err := NewPlan(specs, h)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return p
+	}
+	full := plan(24*time.Hour,
+		AggSpec{Kind: Count, Type: "view", Window: time.Hour},
+		AggSpec{Kind: Sum, Type: "buy", Attr: "amount", Window: 24 * time.Hour},
+		AggSpec{Kind: Distinct, Type: "*", Attr: "sku", Window: 24 * time.Hour},
+		AggSpec{Kind: Since, Type: "buy"},
+	)
+	out := map[string][]byte{}
+
+	c := newTestCustomer()
+	out["no-series"] = appendWindow(nil, c)
+
+	c = newTestCustomer()
+	c.realign(full)
+	out["empty-series"] = appendWindow(nil, c)
+
+	c = newTestCustomer()
+	for i := range 20 {
+		ts := t0 + int64(i)*61_000
+		if i%5 == 4 {
+			ts -= 200_000 // out of order
+		}
+		c.Apply(full, "view", ts, map[string]any{"sku": i % 3})
+		c.Apply(full, "buy", ts, map[string]any{"amount": float64(i) / 4, "sku": fmt.Sprint("s", i%4)})
+	}
+	out["mixed"] = appendWindow(nil, c)
+
+	c = newTestCustomer()
+	c.Apply(full, "buy", -5, map[string]any{"amount": -1.5})
+	c.Apply(full, "buy", -5, map[string]any{"amount": math.Inf(1)})
+	c.Apply(full, "buy", 0, map[string]any{"amount": math.MaxFloat64})
+	out["negative-and-equal-timestamps"] = appendWindow(nil, c)
+
+	c = newTestCustomer()
+	c.Apply(plan(time.Hour, AggSpec{Kind: Count, Type: "ünïcode/type", Window: time.Hour}), "ünïcode/type", math.MaxInt64-1, nil)
+	out["unicode-type-max-ts"] = appendWindow(nil, c)
+
+	mixed := out["mixed"]
+	out["truncated"] = mixed[:len(mixed)/2]
+	out["bad-version"] = append([]byte{9}, mixed[1:]...)
+	out["trailing-byte"] = append(append([]byte(nil), mixed...), 0)
+	return out
+}
+
+func TestWriteFuzzSeeds(t *testing.T) {
+	if !*updateSeeds {
+		t.Skip("run with -update-seeds to rewrite the corpus")
+	}
+	dir := filepath.Join("testdata", "fuzz", "FuzzDecodeCustomer")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, rec := range seedRecords(t) {
+		body := "go test fuzz v1\n[]byte(" + strconv.Quote(string(rec)) + ")\n"
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// fuzzPlan is applied to decoded customers, to show that whatever Badger
+// returns, Apply and Value do not panic.
+var fuzzPlan = func() *Plan {
+	p, err := NewPlan([]AggSpec{
+		{Kind: Count, Type: "view", Window: time.Hour},
+		{Kind: Sum, Type: "buy", Attr: "amount", Window: 24 * time.Hour},
+		{Kind: Min, Type: "buy", Attr: "amount", Window: time.Hour},
+		{Kind: Distinct, Type: "*", Attr: "sku", Window: 24 * time.Hour},
+		{Kind: Since, Type: "buy"},
+	}, 24*time.Hour)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}()
+
+func FuzzDecodeCustomer(f *testing.F) {
+	for _, rec := range seedRecords(f) {
+		f.Add(rec)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := newTestCustomer()
+		if err := decodeWindow(c, data); err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error %v does not wrap ErrCorrupt", err)
+			}
+			if len(c.series) != 0 {
+				t.Fatalf("failed decode left %d series", len(c.series))
+			}
+			return
+		}
+		checkInvariants(t, c)
+		enc := appendWindow(nil, c)
+		c2 := newTestCustomer()
+		if err := decodeWindow(c2, enc); err != nil {
+			t.Fatalf("re-encoding does not decode: %v", err)
+		}
+		if d := diffSeries(c, c2); d != "" {
+			t.Fatalf("round trip: %s", d)
+		}
+		if enc2 := appendWindow(nil, c2); string(enc2) != string(enc) {
+			t.Fatalf("encoding not stable")
+		}
+		// Use it as the engine would.
+		for _, at := range []int64{0, 1_700_000_000_000, math.MaxInt64, math.MinInt64} {
+			for i := range fuzzPlan.Len() {
+				c.Value(fuzzPlan, i, at)
+			}
+			c.Apply(fuzzPlan, "buy", at, map[string]any{"amount": 1, "sku": "x"})
+		}
+		checkInvariants(t, c)
+	})
+}
+
+func checkInvariants(t *testing.T, c *Customer) {
+	t.Helper()
+	for i := range c.series {
+		s := &c.series[i]
+		ts := s.ts[s.off:]
+		for j := 1; j < len(ts); j++ {
+			if ts[j] < ts[j-1] {
+				t.Fatalf("series %d not sorted at %d", i, j)
+			}
+		}
+		wantNum, wantHash := 0, 0
+		switch s.kind {
+		case kindNumber:
+			wantNum = len(s.ts)
+		case kindHash:
+			wantHash = len(s.ts)
+		}
+		if len(s.num) != wantNum || len(s.hash) != wantHash {
+			t.Fatalf("series %d kind %d: %d ts, %d num, %d hash", i, s.kind, len(s.ts), len(s.num), len(s.hash))
+		}
+	}
+}
+
+// diffSeries compares the live series of a and b, floats by bits.
+func diffSeries(a, b *Customer) string {
+	if len(a.series) != len(b.series) {
+		return fmt.Sprintf("%d series vs %d", len(a.series), len(b.series))
+	}
+	for i := range a.series {
+		x, y := &a.series[i], &b.series[i]
+		if x.typ != y.typ || x.attr != y.attr || x.kind != y.kind {
+			return fmt.Sprintf("series %d: %q %q %d vs %q %q %d", i, x.typ, x.attr, x.kind, y.typ, y.attr, y.kind)
+		}
+		xt, yt := x.ts[x.off:], y.ts[y.off:]
+		if len(xt) != len(yt) {
+			return fmt.Sprintf("series %d: %d entries vs %d", i, len(xt), len(yt))
+		}
+		for j := range xt {
+			if xt[j] != yt[j] {
+				return fmt.Sprintf("series %d entry %d: ts %d vs %d", i, j, xt[j], yt[j])
+			}
+			switch x.kind {
+			case kindNumber:
+				if math.Float64bits(x.num[x.off+j]) != math.Float64bits(y.num[y.off+j]) {
+					return fmt.Sprintf("series %d entry %d: value %v vs %v", i, j, x.num[x.off+j], y.num[y.off+j])
+				}
+			case kindHash:
+				if x.hash[x.off+j] != y.hash[y.off+j] {
+					return fmt.Sprintf("series %d entry %d: hash %x vs %x", i, j, x.hash[x.off+j], y.hash[y.off+j])
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// TestWindowRoundTrip encodes random customers and decodes them again.
+func TestWindowRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	str := func() string {
+		b := make([]byte, r.IntN(12))
+		for i := range b {
+			b[i] = byte(r.IntN(256))
+		}
+		return string(b)
+	}
+	for n := range 500 {
+		c := newTestCustomer()
+		for k := range r.IntN(6) {
+			s := series{typ: str() + strconv.Itoa(k), attr: str(), kind: valueKind(1 + r.IntN(3))}
+			t := r.Int64() - math.MaxInt64/2
+			if r.IntN(4) == 0 {
+				t = math.MinInt64 + r.Int64N(10)
+			}
+			for range r.IntN(50) {
+				s.ts = append(s.ts, t)
+				switch s.kind {
+				case kindNumber:
+					s.num = append(s.num, math.Float64frombits(r.Uint64()))
+				case kindHash:
+					s.hash = append(s.hash, r.Uint64())
+				}
+				if step := r.Int64N(1 << uint(r.IntN(40))); t <= math.MaxInt64-step {
+					t += step
+				}
+			}
+			// Sometimes with evicted entries in front.
+			if len(s.ts) > 0 && r.IntN(3) == 0 {
+				s.off = r.IntN(len(s.ts))
+			}
+			c.series = append(c.series, s)
+		}
+		enc := appendWindow(nil, c)
+		d := newTestCustomer()
+		if err := decodeWindow(d, enc); err != nil {
+			t.Fatalf("customer %d: %v", n, err)
+		}
+		if diff := diffSeries(c, d); diff != "" {
+			t.Fatalf("customer %d: %s", n, diff)
+		}
+	}
+}
+
+func TestDecodeWindowErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"an empty record", nil, "version"},
+		{"an unknown version", []byte{2, 0}, "unknown window record version 2"},
+		{"a missing series count", []byte{1}, "series count"},
+		{"more series than bytes", []byte{1, 100, 0, 0, 1, 0}, "series count 100 exceeds record size"},
+		{"a type longer than the record", []byte{1, 1, 9, 'a', 0, 1, 0}, "series type"},
+		{"an unknown series kind", []byte{1, 1, 0, 0, 4, 0}, "unknown series kind 4"},
+		{"more entries than bytes", []byte{1, 1, 0, 0, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0}, "entry count 2 exceeds record size"},
+		{"a duplicate series", []byte{1, 2, 0, 0, 1, 0, 0, 0, 1, 0}, "duplicate series"},
+		{"a truncated value", []byte{1, 1, 0, 0, 2, 1, 0x80, 0x01, 1, 2, 3, 4, 5, 6, 7}, "value"},
+		{"a timestamp overflow", append([]byte{1, 1, 0, 0, 1, 2, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, 2), "timestamp overflow"},
+		{"trailing bytes", []byte{1, 0, 7}, "1 trailing bytes"},
+		{"an overlong varint", []byte{1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01}, "series count"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := decodeWindow(newTestCustomer(), tt.data)
+			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("got %v, want ErrCorrupt with %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestWatermarkCodec(t *testing.T) {
+	for _, w := range []Watermark{{}, {Stream: "EVENTS", StreamCreated: -1, Seq: math.MaxUint64}, {Stream: strings.Repeat("s", 300), StreamCreated: 1, Seq: 1}} {
+		got, err := decodeWatermark(appendWatermark(nil, w))
+		if err != nil || got != w {
+			t.Errorf("round trip of %+v: %+v, %v", w, got, err)
+		}
+	}
+	enc := appendWatermark(nil, Watermark{Stream: "EVENTS", Seq: 9})
+	for i := range len(enc) {
+		if _, err := decodeWatermark(enc[:i]); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("truncated to %d bytes: %v, want ErrCorrupt", i, err)
+		}
+	}
+	if _, err := decodeWatermark(append(enc, 0)); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("trailing byte: %v, want ErrCorrupt", err)
+	}
+	if _, err := decodeWatermark(append([]byte{2}, enc[1:]...)); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("version 2: %v, want ErrCorrupt", err)
+	}
+}
+
+// TestHashStable checks the distinct hash against hash/fnv over the
+// documented canonical form: it is stored, so it must not change.
+func TestHashStable(t *testing.T) {
+	fnv64a := func(b []byte) uint64 {
+		h := fnv.New64a()
+		h.Write(b)
+		return h.Sum64()
+	}
+	num := func(f float64) []byte { return binary.LittleEndian.AppendUint64([]byte{'n'}, math.Float64bits(f)) }
+	tests := []struct {
+		v    any
+		form []byte
+	}{
+		{"a", []byte("sa")},
+		{"", []byte("s")},
+		{true, []byte{'b', 1}},
+		{false, []byte{'b', 0}},
+		{1, num(1)},
+		{uint64(1), num(1)},
+		{float32(0.5), num(0.5)},
+		{math.Copysign(0, -1), num(0)},
+		{-7, num(-7)},
+	}
+	for _, tt := range tests {
+		got, ok := hashValue(tt.v)
+		if want := fnv64a(tt.form); !ok || got != want {
+			t.Errorf("hash(%#v) = %#x, want %#x", tt.v, got, want)
+		}
+	}
+	if got, _ := hashValue("a"); got != 0x08d92f07b57922d9 {
+		t.Errorf("hash(\"a\") = %#x changed", got)
+	}
+	for _, v := range []any{nil, []byte("a"), map[string]any{}, struct{}{}} {
+		if _, ok := hashValue(v); ok {
+			t.Errorf("hash(%#v) counted", v)
+		}
+	}
+}
+
+// BenchmarkDecodeCustomer decodes a record of four series with 1000 entries
+// each into a reused Customer, as a cache miss with recycling does.
+func BenchmarkDecodeCustomer(b *testing.B) {
+	c := newTestCustomer()
+	ts := int64(1_700_000_000_000)
+	for i := range 1000 {
+		ts += 60_000
+		c.Apply(fuzzPlan, "buy", ts, map[string]any{"amount": float64(i % 100), "sku": i % 50})
+	}
+	rec := appendWindow(nil, c)
+	d := newTestCustomer()
+	b.SetBytes(int64(len(rec)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := decodeWindow(d, rec); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,449 @@
+package state
+
+import (
+	"math"
+)
+
+// Customer is the decoded state of one customer: profile and window series.
+// It belongs to the Shard that loaded it and is used by that shard's
+// goroutine only. A *Customer stays valid until the next Store.Commit or
+// Store.Invalidate; after that, Load it again.
+type Customer struct {
+	id      string
+	profile map[string]any
+	// plan is the plan series is aligned with (series[i] is plan.series[i]);
+	// nil after decoding, before the first Apply or Value.
+	plan   *Plan
+	series []series
+
+	windowDirty, profileDirty bool
+	// gen counts changes; Commit clears the dirty flags only when gen has
+	// not moved since Put. It is never reset, also not on recycling.
+	gen uint64
+
+	shard      *Shard
+	maxEntries int
+
+	// Cache bookkeeping (see shard.go).
+	prev, next *Customer
+	linked     bool // in the shard's LRU list
+	cached     bool // in the shard's map
+	pinned     bool // in the shard's pinned list
+}
+
+// series is one time-ordered list of entries. The live entries are
+// ts[off:] (and num[off:] or hash[off:] beside them); evicted entries
+// before off are compacted away when the slice is full, so that steady
+// state appends do not allocate.
+type series struct {
+	typ, attr string
+	kind      valueKind
+	off       int
+	ts        []int64
+	num       []float64 // kindNumber
+	hash      []uint64  // kindHash
+	// cur tells whether the event of the last Apply (at curTs) was inserted
+	// into this series; Since excludes it.
+	cur   bool
+	curTs int64
+}
+
+// ID returns the customer id.
+func (c *Customer) ID() string { return c.id }
+
+// Profile returns the profile attributes: never nil, empty when the
+// customer has none. The caller must not modify the map.
+func (c *Customer) Profile() map[string]any { return c.profile }
+
+// MergeProfile sets the keys of attrs in the profile; a nil value deletes
+// the key. It marks the profile dirty. The values are kept as given: the
+// caller must not modify them afterwards.
+func (c *Customer) MergeProfile(attrs map[string]any) {
+	for k, v := range attrs {
+		if v == nil {
+			delete(c.profile, k)
+		} else {
+			c.profile[k] = v
+		}
+	}
+	c.profileDirty = true
+	c.gen++
+}
+
+// Dirty reports whether the customer changed since it was loaded or last
+// committed.
+func (c *Customer) Dirty() bool { return c.windowDirty || c.profileDirty }
+
+// Apply adds the event (type typ at tsMillis, event time in Unix ms) to
+// every series of p it belongs to, and marks the customer dirty.
+//
+// Number series take attrs[Attr] when it is a Go number (NaN excepted);
+// distinct series take strings, numbers and bools; count/since series take
+// every event of their type.
+func (c *Customer) Apply(p *Plan, typ string, tsMillis int64, attrs map[string]any) {
+	if c.plan != p {
+		c.realign(p)
+	}
+	c.windowDirty = true
+	c.gen++
+	dropped := 0
+	for i := range p.series {
+		d := &p.series[i]
+		s := &c.series[i]
+		s.cur = false
+		if d.typ != typ && d.typ != "*" {
+			continue
+		}
+		var v float64
+		var h uint64
+		switch d.kind {
+		case kindNumber:
+			f, ok := toFloat(attrs[d.attr])
+			if !ok || math.IsNaN(f) {
+				continue
+			}
+			v = f
+		case kindHash:
+			x, ok := hashValue(attrs[d.attr])
+			if !ok {
+				continue
+			}
+			h = x
+		}
+		ins, n := s.insert(tsMillis, v, h, d.retention, c.maxEntries)
+		s.cur, s.curTs = ins, tsMillis
+		dropped += n
+	}
+	if dropped > 0 && c.shard != nil && c.shard.metrics != nil {
+		c.shard.metrics.seriesOverflow.Add(float64(dropped))
+	}
+}
+
+// Value evaluates aggregate i of p at event time atMillis over the window
+// (atMillis-W, atMillis]. Count, Sum and Distinct of an empty window are 0;
+// Min, Max and Avg are NaN; Since without a previous event is +Inf.
+func (c *Customer) Value(p *Plan, i int, atMillis int64) float64 {
+	if c.plan != p {
+		c.realign(p)
+	}
+	s := &c.series[p.specSeries[i]]
+	ts := s.ts[s.off:]
+	from := atMillis - p.windows[i]
+	hi := upperBound(ts, atMillis)
+	lo := upperBound(ts[:hi], from)
+	switch p.specs[i].Kind {
+	case Count:
+		return float64(hi - lo)
+	case Sum:
+		sum := 0.0
+		for _, v := range s.num[s.off+lo : s.off+hi] {
+			sum += v
+		}
+		return sum
+	case Avg:
+		if hi == lo {
+			return math.NaN()
+		}
+		sum := 0.0
+		for _, v := range s.num[s.off+lo : s.off+hi] {
+			sum += v
+		}
+		return sum / float64(hi-lo)
+	case Min:
+		if hi == lo {
+			return math.NaN()
+		}
+		m := math.Inf(1)
+		for _, v := range s.num[s.off+lo : s.off+hi] {
+			m = min(m, v)
+		}
+		return m
+	case Max:
+		if hi == lo {
+			return math.NaN()
+		}
+		m := math.Inf(-1)
+		for _, v := range s.num[s.off+lo : s.off+hi] {
+			m = max(m, v)
+		}
+		return m
+	case Distinct:
+		return float64(c.distinct(s.hash[s.off+lo : s.off+hi]))
+	case Since:
+		n := hi
+		if s.cur && n > 0 && ts[n-1] == s.curTs {
+			n-- // the current event is not its own previous
+		}
+		if n == 0 || ts[n-1] <= from {
+			return math.Inf(1)
+		}
+		return float64(atMillis - ts[n-1])
+	}
+	return math.NaN()
+}
+
+// smallDistinct is the window size up to which distinct counts by
+// comparing pairs instead of filling a map.
+const smallDistinct = 64
+
+func (c *Customer) distinct(hs []uint64) int {
+	if len(hs) <= smallDistinct {
+		n := 0
+	outer:
+		for i, h := range hs {
+			for _, g := range hs[:i] {
+				if g == h {
+					continue outer
+				}
+			}
+			n++
+		}
+		return n
+	}
+	var m map[uint64]struct{}
+	if c.shard != nil {
+		if c.shard.scratch == nil {
+			c.shard.scratch = make(map[uint64]struct{}, len(hs))
+		}
+		m = c.shard.scratch
+		clear(m)
+	} else {
+		m = make(map[uint64]struct{}, len(hs))
+	}
+	for _, h := range hs {
+		m[h] = struct{}{}
+	}
+	return len(m)
+}
+
+// realign makes c.series match p.series: series are matched by identity
+// (type, attribute, value kind); series p does not have are dropped, new
+// ones start empty, and retention changes apply at once.
+func (c *Customer) realign(p *Plan) {
+	ns := make([]series, len(p.series))
+	for i := range p.series {
+		d := &p.series[i]
+		for j := range c.series {
+			o := &c.series[j]
+			if o.kind == d.kind && o.typ == d.typ && o.attr == d.attr {
+				ns[i] = *o
+				break
+			}
+		}
+		s := &ns[i]
+		s.typ, s.attr, s.kind = d.typ, d.attr, d.kind
+		if s.kind != kindNumber {
+			s.num = nil
+		}
+		if s.kind != kindHash {
+			s.hash = nil
+		}
+		if n := len(s.ts); n > s.off {
+			s.evictBefore(s.ts[n-1] - d.retention)
+		}
+	}
+	c.series = ns
+	c.plan = p
+}
+
+// resetCurrent forgets which event was current (a new event is coming).
+func (c *Customer) resetCurrent() {
+	for i := range c.series {
+		c.series[i].cur = false
+	}
+}
+
+// reset clears c for reuse by another customer, keeping allocated memory.
+func (c *Customer) reset() {
+	c.id = ""
+	clear(c.profile)
+	c.plan = nil
+	for i := range c.series {
+		s := &c.series[i]
+		*s = series{ts: s.ts[:0], num: s.num[:0], hash: s.hash[:0]}
+	}
+	c.series = c.series[:0]
+	c.windowDirty, c.profileDirty = false, false
+	c.gen++
+}
+
+func (s *series) len() int { return len(s.ts) - s.off }
+
+// insert adds an entry in time order (after entries with an equal ts) and
+// evicts what falls out of retention or beyond maxEntries. It reports
+// whether the entry is in the series afterwards and how many entries the
+// cap dropped.
+func (s *series) insert(t int64, v float64, h uint64, retention int64, maxEntries int) (inserted bool, dropped int) {
+	n := len(s.ts)
+	if n > s.off && t <= s.ts[n-1]-retention {
+		return false, 0 // late beyond retention
+	}
+	if n == cap(s.ts) && s.off > 0 {
+		s.compact()
+		n = len(s.ts)
+	}
+	pos := n
+	if n > s.off && t < s.ts[n-1] {
+		pos = s.off + upperBound(s.ts[s.off:], t)
+	}
+	s.ts = append(s.ts, t)
+	switch s.kind {
+	case kindNumber:
+		s.num = append(s.num, v)
+	case kindHash:
+		s.hash = append(s.hash, h)
+	}
+	if pos < n {
+		copy(s.ts[pos+1:], s.ts[pos:n])
+		s.ts[pos] = t
+		switch s.kind {
+		case kindNumber:
+			copy(s.num[pos+1:], s.num[pos:n])
+			s.num[pos] = v
+		case kindHash:
+			copy(s.hash[pos+1:], s.hash[pos:n])
+			s.hash[pos] = h
+		}
+	}
+	s.evictBefore(s.ts[len(s.ts)-1] - retention)
+	if over := s.len() - maxEntries; over > 0 {
+		s.off += over
+		dropped = over
+	}
+	inserted = pos >= s.off
+	if s.off == len(s.ts) {
+		s.clear()
+	}
+	return inserted, dropped
+}
+
+// evictBefore drops the entries with ts <= cut.
+func (s *series) evictBefore(cut int64) {
+	if s.off < len(s.ts) && s.ts[s.off] <= cut {
+		s.off += upperBound(s.ts[s.off:], cut)
+		if s.off == len(s.ts) {
+			s.clear()
+		}
+	}
+}
+
+func (s *series) clear() {
+	s.ts, s.num, s.hash, s.off = s.ts[:0], s.num[:0], s.hash[:0], 0
+}
+
+// compact moves the live entries to the front of their arrays.
+func (s *series) compact() {
+	n := copy(s.ts, s.ts[s.off:])
+	s.ts = s.ts[:n]
+	switch s.kind {
+	case kindNumber:
+		s.num = s.num[:copy(s.num, s.num[s.off:])]
+	case kindHash:
+		s.hash = s.hash[:copy(s.hash, s.hash[s.off:])]
+	}
+	s.off = 0
+}
+
+// upperBound returns the number of entries of the ascending ts that are
+// <= x (the index of the first entry > x), by binary search.
+func upperBound(ts []int64, x int64) int {
+	lo, hi := 0, len(ts)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if ts[m] <= x {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}
+
+// toFloat converts any Go integer or float type to float64.
+func toFloat(v any) (float64, bool) {
+	switch x := v.(type) {
+	case float64:
+		return x, true
+	case int64:
+		return float64(x), true
+	case int:
+		return float64(x), true
+	case float32:
+		return float64(x), true
+	case int8:
+		return float64(x), true
+	case int16:
+		return float64(x), true
+	case int32:
+		return float64(x), true
+	case uint:
+		return float64(x), true
+	case uint8:
+		return float64(x), true
+	case uint16:
+		return float64(x), true
+	case uint32:
+		return float64(x), true
+	case uint64:
+		return float64(x), true
+	case uintptr:
+		return float64(x), true
+	}
+	return 0, false
+}
+
+// FNV-1a, 64 bit.
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+// Tags keep strings, numbers and bools apart in the hashed form.
+const (
+	tagString = 's'
+	tagNumber = 'n'
+	tagBool   = 'b'
+)
+
+// hashValue hashes a distinct value in a canonical form with FNV-1a (no
+// seed, so hashes are stable across restarts): a tag byte, then the string
+// bytes, the bool, or the IEEE-754 bits of the number as float64 (so 1 and
+// 1.0 are equal; -0 is 0 and every NaN is one NaN). Other types are not
+// counted.
+func hashValue(v any) (uint64, bool) {
+	h := uint64(fnvOffset)
+	switch x := v.(type) {
+	case string:
+		h = (h ^ tagString) * fnvPrime
+		for i := 0; i < len(x); i++ {
+			h = (h ^ uint64(x[i])) * fnvPrime
+		}
+		return h, true
+	case bool:
+		h = (h ^ tagBool) * fnvPrime
+		b := uint64(0)
+		if x {
+			b = 1
+		}
+		return (h ^ b) * fnvPrime, true
+	}
+	f, ok := toFloat(v)
+	if !ok {
+		return 0, false
+	}
+	var bits uint64
+	switch {
+	case f == 0:
+		bits = 0
+	case math.IsNaN(f):
+		bits = 0x7FF8000000000001
+	default:
+		bits = math.Float64bits(f)
+	}
+	h = (h ^ tagNumber) * fnvPrime
+	for i := 0; i < 8; i++ {
+		h = (h ^ (bits & 0xff)) * fnvPrime
+		bits >>= 8
+	}
+	return h, true
+}

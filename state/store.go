@@ -1,0 +1,306 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Options configure Open.
+type Options struct {
+	// Dir is the Badger directory (required).
+	Dir string
+	// CacheCustomers is the number of customers kept decoded in memory
+	// across all shards; default 100_000. Each shard keeps
+	// CacheCustomers/Shards (at least 1).
+	CacheCustomers int
+	// Shards is the number of cache shards (= engine workers); default 1.
+	Shards int
+	// MaxSeriesEntries is the most entries kept per series per customer;
+	// default 10_000. Beyond it the oldest are dropped and
+	// series_overflow_total counts them.
+	MaxSeriesEntries int
+	// SyncWrites makes every Commit fsync (Badger SyncWrites).
+	SyncWrites bool
+	// Logger receives Badger's warnings and errors and the GC loop's
+	// problems; nil discards.
+	Logger *slog.Logger
+	// Metrics, nil for none.
+	Metrics *Metrics
+	// GCInterval is the value-log GC period; 0 means 5m, negative disables
+	// the GC loop.
+	GCInterval time.Duration
+
+	// badgerOptions, when set, adjusts the Badger options (tests).
+	badgerOptions func(badger.Options) badger.Options
+}
+
+// Defaults of Options.
+const (
+	DefaultCacheCustomers   = 100_000
+	DefaultMaxSeriesEntries = 10_000
+	DefaultGCInterval       = 5 * time.Minute
+)
+
+// Store is the Badger-backed state of all customers. Its methods other than
+// Shard's are called by the engine's committing goroutine; Commit and
+// Invalidate run while no Shard is in use.
+type Store struct {
+	opts    Options
+	db      *badger.DB
+	log     *slog.Logger
+	metrics *Metrics
+	shards  []*Shard
+	closed  atomic.Bool
+
+	stopGC context.CancelFunc
+	gcDone sync.WaitGroup
+}
+
+// Open opens or creates the store in opts.Dir. It refuses a store written
+// by a newer schema (ErrSchema).
+func Open(opts Options) (*Store, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("state: Options.Dir is required")
+	}
+	if opts.CacheCustomers <= 0 {
+		opts.CacheCustomers = DefaultCacheCustomers
+	}
+	if opts.Shards <= 0 {
+		opts.Shards = 1
+	}
+	if opts.MaxSeriesEntries <= 0 {
+		opts.MaxSeriesEntries = DefaultMaxSeriesEntries
+	}
+	if opts.GCInterval == 0 {
+		opts.GCInterval = DefaultGCInterval
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "state")
+
+	bo := badger.DefaultOptions(opts.Dir).
+		WithLogger(badgerLogger{log}).
+		WithDetectConflicts(false).
+		WithNumVersionsToKeep(1).
+		WithSyncWrites(opts.SyncWrites).
+		WithMemTableSize(64 << 20).
+		WithNumMemtables(3).
+		WithBlockCacheSize(64 << 20).
+		WithIndexCacheSize(32 << 20).
+		WithNumCompactors(2)
+	if opts.badgerOptions != nil {
+		bo = opts.badgerOptions(bo)
+	}
+	db, err := badger.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("state: open %s: %w", opts.Dir, err)
+	}
+	if err := checkSchema(db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &Store{opts: opts, db: db, log: log, metrics: opts.Metrics}
+	per := max(opts.CacheCustomers/opts.Shards, 1)
+	s.shards = make([]*Shard, opts.Shards)
+	for i := range s.shards {
+		s.shards[i] = newShard(s, per)
+	}
+	if s.metrics != nil {
+		s.metrics.store.Store(s)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopGC = cancel
+	if opts.GCInterval > 0 {
+		s.gcDone.Add(1)
+		go s.gcLoop(ctx, opts.GCInterval)
+	}
+	return s, nil
+}
+
+// checkSchema writes m/schema into a new store and refuses a newer one.
+func checkSchema(db *badger.DB) error {
+	return db.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(keySchema))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return txn.Set([]byte(keySchema), []byte{schemaVersion})
+		}
+		if err != nil {
+			return fmt.Errorf("state: read %s: %w", keySchema, err)
+		}
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return fmt.Errorf("state: read %s: %w", keySchema, err)
+		}
+		if len(v) != 1 {
+			return fmt.Errorf("state: key %q: %w", keySchema, corruptf("schema record of %d bytes", len(v)))
+		}
+		if v[0] > schemaVersion {
+			return fmt.Errorf("%w: the store has schema %d, this binary supports up to %d", ErrSchema, v[0], schemaVersion)
+		}
+		return nil
+	})
+}
+
+// gcLoop runs the value-log GC every interval until ctx ends.
+func (s *Store) gcLoop(ctx context.Context, interval time.Duration) {
+	defer s.gcDone.Done()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for ctx.Err() == nil {
+			err := s.db.RunValueLogGC(0.5)
+			if err == nil {
+				continue // rewrote a file; try the next
+			}
+			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+				s.log.Warn("value log GC failed", "err", err)
+			}
+			break
+		}
+	}
+}
+
+// Close stops the GC loop and closes Badger. A second Close returns
+// ErrClosed.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return ErrClosed
+	}
+	s.stopGC()
+	s.gcDone.Wait()
+	if s.metrics != nil {
+		s.metrics.store.CompareAndSwap(s, nil)
+	}
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("state: close: %w", err)
+	}
+	return nil
+}
+
+// Shard returns shard i, 0 <= i < Options.Shards; it panics otherwise.
+func (s *Store) Shard(i int) *Shard { return s.shards[i] }
+
+// Applied returns the stored watermark; the zero value when none was
+// committed yet.
+func (s *Store) Applied() (Watermark, error) {
+	if s.closed.Load() {
+		return Watermark{}, ErrClosed
+	}
+	var w Watermark
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(keyApplied))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			w, err = decodeWatermark(v)
+			return err
+		})
+	})
+	if err != nil {
+		return Watermark{}, fmt.Errorf("state: read %q: %w", keyApplied, err)
+	}
+	return w, nil
+}
+
+// Invalidate drops the customers from the caches: the next Load reads
+// Badger. The engine calls it after a failed Commit with Batch.Customers,
+// while no Shard is in use.
+func (s *Store) Invalidate(customerIDs ...string) {
+	for _, id := range customerIDs {
+		for _, sh := range s.shards {
+			if c, ok := sh.m[id]; ok {
+				sh.remove(c)
+			}
+		}
+	}
+	for _, sh := range s.shards {
+		sh.settle()
+	}
+}
+
+// Outbox calls fn for every outbox entry in key order, with the key as
+// given to Batch.AddOutbox. The slices are valid only during fn. An error
+// of fn stops the iteration and is returned.
+func (s *Store) Outbox(fn func(key, value []byte) error) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixOutbox), PrefetchValues: true, PrefetchSize: 100})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			key := item.Key()[len(prefixOutbox):]
+			if err := item.Value(func(v []byte) error { return fn(key, v) }); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Profile reads the stored profile of a customer from Badger (not the
+// cache), for inspection. ok is false, and the map nil, when the customer
+// has no profile.
+func (s *Store) Profile(customerID string) (profile map[string]any, ok bool, err error) {
+	if s.closed.Load() {
+		return nil, false, ErrClosed
+	}
+	key := []byte(prefixProfile + customerID)
+	err = s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			profile = make(map[string]any)
+			ok = true
+			return decodeProfileBytes(profile, v)
+		})
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("state: read %q: %w", key, err)
+	}
+	return profile, ok, nil
+}
+
+// Sizes returns the sizes of Badger's LSM tree and value log in bytes, as
+// Badger last measured them (it refreshes them every minute).
+func (s *Store) Sizes() (lsm, vlog int64) { return s.db.Size() }
+
+// badgerLogger adapts Badger's logger to slog: errors and warnings pass,
+// info and debug are dropped.
+type badgerLogger struct{ log *slog.Logger }
+
+func (l badgerLogger) Errorf(f string, args ...any) {
+	l.log.Error(strings.TrimSpace(fmt.Sprintf(f, args...)), "source", "badger")
+}
+
+func (l badgerLogger) Warningf(f string, args ...any) {
+	l.log.Warn(strings.TrimSpace(fmt.Sprintf(f, args...)), "source", "badger")
+}
+
+func (badgerLogger) Infof(string, ...any)  {}
+func (badgerLogger) Debugf(string, ...any) {}
