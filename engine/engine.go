@@ -73,6 +73,7 @@ type Engine struct {
 	httpAddr atomic.Value // string
 	natsURL  atomic.Value // string
 
+	crash    crashPoints
 	batch    *state.Batch
 	prevKeys [][]byte // outbox keys published, to delete in the next commit
 	keyBuf   []byte
@@ -115,6 +116,7 @@ func New(opts Options) (*Engine, error) {
 		sub:     newSubjects(cfg.Streams.Prefix),
 		enc:     enc,
 		readyCh: make(chan struct{}),
+		crash:   crashPointsFromEnv(),
 	}
 	rs, err := rules.Load(rules.Options{Horizon: mustDuration(cfg.Rules.Horizon), CostLimit: cfg.Rules.CostLimit}, cfg.Rules.Dir)
 	if err != nil {

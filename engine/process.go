@@ -215,6 +215,7 @@ func (e *Engine) process(ctx context.Context, items []item) error {
 		e.applied = last
 		e.metrics.Applied.Set(float64(last))
 		e.prevKeys = append(e.prevKeys[:0], keys...)
+		e.crash.reach("after-commit")
 	}
 
 	// Publish what the batch decided, then acknowledge.
@@ -223,6 +224,7 @@ func (e *Engine) process(ctx context.Context, items []item) error {
 	}
 	published := time.Now()
 	defer e.appliedPub.Store(e.applied)
+	e.crash.reach("after-publish")
 	for i := range items {
 		it := &items[i]
 		switch {
