@@ -53,7 +53,7 @@ type Engine struct {
 	plan    *state.Plan
 	typeLbl map[string]prometheus.Counter // event type -> events counter
 	otherEv prometheus.Counter
-	ruleM   map[string]*ruleMetrics
+	ruleM   []*ruleMetrics // by rules.Rule.Index
 
 	store *state.Store
 	ns    *server.Server
@@ -145,7 +145,7 @@ func (e *Engine) setRules(rs *rules.RuleSet) error {
 		e.typeLbl[t] = e.metrics.Events.WithLabelValues(t)
 	}
 	e.otherEv = e.metrics.Events.WithLabelValues("other")
-	e.ruleM = map[string]*ruleMetrics{}
+	e.ruleM = make([]*ruleMetrics, len(rs.Rules()))
 	for _, r := range rs.Rules() {
 		rm := &ruleMetrics{
 			evals:   e.metrics.RuleEvals.WithLabelValues(r.ID),
@@ -156,7 +156,7 @@ func (e *Engine) setRules(rs *rules.RuleSet) error {
 		for _, ch := range r.Offer.Channels {
 			rm.offers[ch] = e.metrics.Offers.WithLabelValues(r.ID, ch)
 		}
-		e.ruleM[r.ID] = rm
+		e.ruleM[r.Index] = rm
 	}
 	e.metrics.RulesLoaded.Set(float64(len(rs.Rules())))
 	return nil

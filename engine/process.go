@@ -434,19 +434,19 @@ func (w *worker) process(it *item) error {
 		Windows: &w.win,
 	}
 	for _, r := range e.rs.For(ev.Type) {
-		e.ruleM[r.ID].evals.Inc()
+		e.ruleM[r.Index].evals.Inc()
 	}
 	var errs []*rules.EvalError
 	w.matches, errs = w.eval.Evaluate(context.Background(), &w.in, w.matches[:0])
 	for i := range w.matches {
 		if err := w.offer(it, ev, &w.matches[i]); err != nil {
-			errs = append(errs, &rules.EvalError{RuleID: w.matches[i].Rule.ID, Err: err})
+			errs = append(errs, &rules.EvalError{Rule: w.matches[i].Rule, Err: err})
 		}
 	}
 	clear(w.matches)
 	for _, ee := range errs {
-		e.ruleM[ee.RuleID].errors.Inc()
-		w.deadLetter(it, ReasonEval, ee.Err.Error(), ee.RuleID)
+		e.ruleM[ee.Rule.Index].errors.Inc()
+		w.deadLetter(it, ReasonEval, ee.Err.Error(), ee.Rule.ID)
 	}
 	return nil
 }
@@ -455,7 +455,7 @@ func (w *worker) process(it *item) error {
 func (w *worker) offer(it *item, ev *Event, m *rules.Match) error {
 	e := w.e
 	r := m.Rule
-	rm := e.ruleM[r.ID]
+	rm := e.ruleM[r.Index]
 	rm.matches.Inc()
 	ch := r.Offer.Channels[0]
 	decided := w.now.UnixMilli()

@@ -72,6 +72,9 @@ type Rule struct {
 	Cost uint64
 	// Aggregates are the indexes (in RuleSet.Aggregates) the rule reads.
 	Aggregates []int
+	// Index is the rule's position in RuleSet.Rules, for callers that keep
+	// per-rule data in a slice.
+	Index int
 
 	when    cel.Program
 	tracked bool // evaluated with cost tracking and cancellation
@@ -151,6 +154,7 @@ func Compile(files []*File, opts Options) (*RuleSet, error) {
 			}
 			seen[def.ID] = def.Pos
 			if r := c.rule(f, def); r != nil {
+				r.Index = len(c.rs.rules)
 				c.rs.rules = append(c.rs.rules, r)
 			}
 		}

@@ -93,9 +93,9 @@ func (es Errors) err() error {
 
 // EvalError is the failure of one rule on one event.
 type EvalError struct {
-	RuleID string
-	Err    error
+	Rule *Rule
+	Err  error
 }
 
-func (e *EvalError) Error() string   { return fmt.Sprintf("rule %q: %v", e.RuleID, e.Err) }
+func (e *EvalError) Error() string   { return fmt.Sprintf("rule %q: %v", e.Rule.ID, e.Err) }
 func (e *EvalError) Unwrap() []error { return []error{ErrEval, e.Err} }

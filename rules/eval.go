@@ -78,7 +78,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, in *Input, dst []Match) (match
 	for _, r := range list {
 		ok, err := e.when(ctx, r)
 		if err != nil {
-			errs = append(errs, &EvalError{RuleID: r.ID, Err: err})
+			errs = append(errs, &EvalError{Rule: r, Err: err})
 			continue
 		}
 		if !ok {
@@ -97,7 +97,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, in *Input, dst []Match) (match
 				m.Params[p.name] = native(v)
 			}
 			if perr != nil {
-				errs = append(errs, &EvalError{RuleID: r.ID, Err: perr})
+				errs = append(errs, &EvalError{Rule: r, Err: perr})
 				continue
 			}
 		}

@@ -75,7 +75,8 @@ func (c *Customer) MergeProfile(attrs map[string]any) {
 func (c *Customer) Dirty() bool { return c.windowDirty || c.profileDirty }
 
 // Apply adds the event (type typ at tsMillis, event time in Unix ms) to
-// every series of p it belongs to, and marks the customer dirty.
+// every series of p it belongs to, and marks the customer dirty when a
+// series changed (an event no series takes leaves nothing to write).
 //
 // Number series take attrs[Attr] when it is a Go number (NaN excepted);
 // distinct series take strings, numbers and bools; count/since series take
@@ -84,8 +85,7 @@ func (c *Customer) Apply(p *Plan, typ string, tsMillis int64, attrs map[string]a
 	if c.plan != p {
 		c.realign(p)
 	}
-	c.windowDirty = true
-	c.gen++
+	changed := false
 	dropped := 0
 	for i := range p.series {
 		d := &p.series[i]
@@ -113,6 +113,11 @@ func (c *Customer) Apply(p *Plan, typ string, tsMillis int64, attrs map[string]a
 		ins, n := s.insert(tsMillis, v, h, d.retention, c.maxEntries)
 		s.cur, s.curTs = ins, tsMillis
 		dropped += n
+		changed = changed || ins || n > 0
+	}
+	if changed {
+		c.windowDirty = true
+		c.gen++
 	}
 	if dropped > 0 && c.shard != nil && c.shard.metrics != nil {
 		c.shard.metrics.seriesOverflow.Add(float64(dropped))

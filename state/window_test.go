@@ -389,3 +389,20 @@ func TestAggKindString(t *testing.T) {
 		}
 	}
 }
+
+func TestUntrackedEventLeavesCustomerClean(t *testing.T) {
+	s := statetest.Open(t, state.Options{})
+	p := mustPlan(t, 24*time.Hour, state.AggSpec{Kind: state.Count, Type: "login", Window: time.Hour})
+	c, err := s.Shard(0).Load("C1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Apply(p, "page_view", t0, nil)
+	if c.Dirty() {
+		t.Fatal("an event no series takes dirtied the customer")
+	}
+	c.Apply(p, "login", t0, nil)
+	if !c.Dirty() {
+		t.Fatal("a tracked event did not dirty the customer")
+	}
+}
