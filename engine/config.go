@@ -94,6 +94,7 @@ type EngineConfig struct {
 	MaxEventBytes   int    `yaml:"max_event_bytes"`
 	OfferEncoding   string `yaml:"offer_encoding"`
 	PublishInFlight int    `yaml:"publish_in_flight"`
+	ShutdownTimeout string `yaml:"shutdown_timeout"`
 }
 
 // StateConfig tunes the Badger-backed state.
@@ -174,6 +175,7 @@ func (c *Config) Defaults() {
 	if c.Engine.PublishInFlight == 0 {
 		c.Engine.PublishInFlight = 4096
 	}
+	def(&c.Engine.ShutdownTimeout, "30s")
 	if c.State.CacheCustomers == 0 {
 		c.State.CacheCustomers = 100_000
 	}
@@ -263,6 +265,9 @@ func (c *Config) Validate() error {
 	if c.Streams.Replicas < 1 || c.Streams.Replicas > 5 {
 		bad("streams.replicas: must be 1 to 5")
 	}
+	if c.NATS.URL == "" && c.Streams.Replicas > 1 {
+		bad("streams.replicas: %d needs a NATS cluster (nats.url); the embedded server is a single node", c.Streams.Replicas)
+	}
 	names := map[string]string{}
 	for _, s := range []struct {
 		field string
@@ -303,6 +308,7 @@ func (c *Config) Validate() error {
 	if _, err := connectors.ParseEncoding(c.Engine.OfferEncoding); err != nil {
 		bad("engine.offer_encoding: %v", err)
 	}
+	dur("engine.shutdown_timeout", c.Engine.ShutdownTimeout, false)
 	if c.Engine.PublishInFlight < 1 {
 		bad("engine.publish_in_flight: must be positive")
 	}

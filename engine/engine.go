@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,6 +64,7 @@ type Engine struct {
 
 	eventsStream  string
 	streamCreated int64
+	incarnation   string // the events stream's creation time, base 36 seconds
 	applied       uint64
 	appliedPub    atomic.Uint64 // applied, for other goroutines
 
@@ -74,6 +76,7 @@ type Engine struct {
 	natsURL  atomic.Value // string
 
 	crash    crashPoints
+	hard     context.Context // ends shutdown_timeout after the stop is asked for
 	batch    *state.Batch
 	prevKeys [][]byte // outbox keys published, to delete in the next commit
 	keyBuf   []byte
@@ -282,6 +285,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	}
 	e.eventsStream = info.Config.Name
 	e.streamCreated = info.Created.UnixNano()
+	e.incarnation = strconv.FormatInt(info.Created.Unix(), 36)
 
 	w, err := store.Applied()
 	if err != nil {
@@ -340,6 +344,18 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	close(e.readyCh)
 	e.log.Info("kairos ready", "rules", len(e.rs.Rules()), "workers", workers, "applied_seq", e.applied, "nats", e.NATSURL(), "http", e.HTTPAddr())
 
+	// After a stop is asked for, the batch in hand may finish for up to
+	// engine.shutdown_timeout; then hard cancels its rule evaluation and
+	// publishing, leaving it unacknowledged for redelivery.
+	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHard()
+	stopHard := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(mustDuration(e.cfg.Engine.ShutdownTimeout), cancelHard)
+		<-hard.Done()
+		t.Stop()
+	})
+	defer stopHard()
+	e.hard = hard
 	err = e.loop(ctx)
 	e.ready.Store(false)
 	e.metrics.Ready.Set(0)

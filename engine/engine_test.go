@@ -233,7 +233,7 @@ func TestOffersFromMsgpackAndJSONEvents(t *testing.T) {
 	if offers[1].Params["name"] != "friend" || offers[1].EventID != "l2" {
 		t.Errorf("JSON customer's offer = %+v", offers[1])
 	}
-	if offerID("first-login", "l1") != o.ID {
+	if offerID("first-login", "C1", "l1") != o.ID {
 		t.Errorf("offer id %s is not the deterministic id", o.ID)
 	}
 }

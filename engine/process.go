@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -181,6 +182,12 @@ func (e *Engine) process(ctx context.Context, items []item) error {
 			return w.err
 		}
 	}
+	if err := e.hard.Err(); err != nil {
+		// The shutdown deadline cut evaluation short: abandon the batch
+		// (it is redelivered) rather than commit its interrupted rules.
+		e.invalidate()
+		return fmt.Errorf("shutdown timeout: batch abandoned: %w", err)
+	}
 
 	// Commit state, outbox and watermark in one transaction.
 	b := e.batch
@@ -275,7 +282,7 @@ func (e *Engine) publishOnce(items []item) error {
 	for i := range items {
 		for j := range items[i].records {
 			if err := e.pub.Publish(items[i].records[j].natsMsg()); err != nil {
-				_ = e.pub.Flush(context.Background())
+				_ = e.pub.Flush(e.hard)
 				return err
 			}
 		}
@@ -283,7 +290,7 @@ func (e *Engine) publishOnce(items []item) error {
 	if e.pub.Pending() == 0 {
 		return nil
 	}
-	fctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	fctx, cancel := context.WithTimeout(e.hard, 30*time.Second)
 	defer cancel()
 	return e.pub.Flush(fctx)
 }
@@ -323,10 +330,14 @@ func shardOf(customer string, n int) int {
 	return int(h % uint32(n))
 }
 
-// offerID is the deterministic id of the offer a rule makes on an event.
-func offerID(ruleID, eventID string) string {
+// offerID is the deterministic id of the offer a rule makes on a
+// customer's event: "o-" and the first 12 bytes, in hex, of
+// sha256(rule_id NUL customer_id NUL event_id).
+func offerID(ruleID, customerID, eventID string) string {
 	h := sha256.New()
 	h.Write([]byte(ruleID))
+	h.Write([]byte{0})
+	h.Write([]byte(customerID))
 	h.Write([]byte{0})
 	h.Write([]byte(eventID))
 	var sum [sha256.Size]byte
@@ -397,7 +408,7 @@ func (w *worker) process(it *item) error {
 		return nil
 	}
 	hdr := it.msg.Headers()
-	isJSON := hdr != nil && hdr.Get(headerCT) == "application/json"
+	isJSON := hdr != nil && strings.HasPrefix(hdr.Get(headerCT), "application/json")
 	ev := &w.ev
 	if err := w.dec.Decode(data, isJSON, it.typ, it.customer, ev); err != nil {
 		var ee *EventError
@@ -437,7 +448,7 @@ func (w *worker) process(it *item) error {
 		e.ruleM[r.Index].evals.Inc()
 	}
 	var errs []*rules.EvalError
-	w.matches, errs = w.eval.Evaluate(context.Background(), &w.in, w.matches[:0])
+	w.matches, errs = w.eval.Evaluate(e.hard, &w.in, w.matches[:0])
 	for i := range w.matches {
 		if err := w.offer(it, ev, &w.matches[i]); err != nil {
 			errs = append(errs, &rules.EvalError{Rule: w.matches[i].Rule, Err: err})
@@ -460,7 +471,7 @@ func (w *worker) offer(it *item, ev *Event, m *rules.Match) error {
 	ch := r.Offer.Channels[0]
 	decided := w.now.UnixMilli()
 	o := connectors.Offer{
-		ID:          offerID(r.ID, ev.ID),
+		ID:          offerID(r.ID, ev.CustomerID, ev.ID),
 		RuleID:      r.ID,
 		RuleVersion: r.Version,
 		CustomerID:  ev.CustomerID,
@@ -506,7 +517,7 @@ func (w *worker) deadLetter(it *item, reason, msg, ruleID string) {
 		it.term = reason
 	}
 	e.metrics.Invalid.WithLabelValues(reason).Inc()
-	id := "dlq:" + reason + ":" + e.eventsStream + ":" + strconv.FormatUint(it.seq, 10)
+	id := "dlq:" + reason + ":" + e.eventsStream + ":" + e.incarnation + ":" + strconv.FormatUint(it.seq, 10)
 	hdr := []string{HeaderReason, reason, HeaderError, truncate(msg, 1024), HeaderSubject, it.msg.Subject(), HeaderStreamSeq, strconv.FormatUint(it.seq, 10)}
 	if ruleID != "" {
 		id += ":" + ruleID

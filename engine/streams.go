@@ -109,13 +109,12 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, cfg *Config, w 
 	inSync := info.AckFloor.Stream == w.Seq && info.NumAckPending == 0 && info.Delivered.Stream == w.Seq
 	if w.Seq == 0 && info.Delivered.Stream > 0 {
 		// The state is new (an empty data directory) but the consumer has
-		// progressed: keep its position rather than re-run history.
+		// progressed: keep its position rather than re-run history, also
+		// when the consumer is recreated below.
 		log.Warn("state is empty but the consumer has progressed; continuing from the consumer's position", "consumer", want.Durable, "ack_floor", info.AckFloor.Stream)
 		inSync = info.NumAckPending == 0
-		if !inSync {
-			want.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-			want.OptStartSeq = info.AckFloor.Stream + 1
-		}
+		want.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		want.OptStartSeq = info.AckFloor.Stream + 1
 	}
 	if inSync && info.Config.AckWait == want.AckWait && info.Config.MaxAckPending == want.MaxAckPending && info.Config.FilterSubject == want.FilterSubject {
 		return c, nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/vmihailenco/msgpack/v5"
@@ -131,13 +132,49 @@ func decodeProfileInto(dec *msgpack.Decoder, m map[string]any) error {
 		if err != nil {
 			return corruptf("profile key: %v", err)
 		}
-		v, err := dec.DecodeInterface()
+		v, err := dec.DecodeInterfaceLoose()
 		if err != nil {
 			return corruptf("profile value: %v", err)
 		}
-		m[k] = v
+		m[k] = signed(v)
 	}
 	return nil
+}
+
+// signed gives profile values back the types events have: integers as
+// int64 (uint64 only beyond its range), floats as float64, nested alike.
+// The encoder stores integers compactly, and CEL has no arithmetic
+// between int and uint, so 200 must read back as the int it was written as.
+func signed(v any) any {
+	switch t := v.(type) {
+	case uint64:
+		if t <= math.MaxInt64 {
+			return int64(t)
+		}
+	case int8:
+		return int64(t)
+	case int16:
+		return int64(t)
+	case int32:
+		return int64(t)
+	case uint8:
+		return int64(t)
+	case uint16:
+		return int64(t)
+	case uint32:
+		return int64(t)
+	case float32:
+		return float64(t)
+	case []any:
+		for i, e := range t {
+			t[i] = signed(e)
+		}
+	case map[string]any:
+		for k, e := range t {
+			t[k] = signed(e)
+		}
+	}
+	return v
 }
 
 // alloc returns a recycled or new empty customer of this shard.
