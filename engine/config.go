@@ -30,6 +30,59 @@ type Config struct {
 	State    StateConfig    `yaml:"state"`
 	HTTP     HTTPConfig     `yaml:"http"`
 	Log      LogConfig      `yaml:"log"`
+	Policy   PolicyConfig   `yaml:"policy"`
+}
+
+// PolicyConfig is the contact policy (docs/policy.md).
+type PolicyConfig struct {
+	// Timezone is the policy's time zone for calendar caps, quiet hours and
+	// per-day budgets; a profile's "timezone" attribute overrides it for
+	// that customer's caps and quiet hours.
+	Timezone string `yaml:"timezone"`
+	// Caps limit marketing offers per customer across channels; nil is the
+	// default (3 a day, 5 a week), an empty list none.
+	Caps *[]CapConfig `yaml:"caps"`
+	// ChannelCaps limit marketing offers per customer on one channel.
+	ChannelCaps map[string][]CapConfig `yaml:"channel_caps"`
+	// OpportunityCaps limit opportunities (leads for staff) per customer.
+	OpportunityCaps   []CapConfig       `yaml:"opportunity_caps"`
+	MaxOffersPerEvent int               `yaml:"max_offers_per_event"`
+	QuietHours        *QuietHoursConfig `yaml:"quiet_hours"`
+	Holdout           HoldoutConfig     `yaml:"holdout"`
+	// SuppressionFile lists customer ids (one per line, # comments) that
+	// receive no marketing; it is reloaded when it changes.
+	SuppressionFile string `yaml:"suppression_file"`
+	// DecisionsKept is how many recent decisions each customer keeps for
+	// explain.
+	DecisionsKept int `yaml:"decisions_kept"`
+	// WeekStart is the first day of a calendar week: monday or sunday.
+	WeekStart string `yaml:"week_start"`
+	// ReleaseInterval is how often deferred offers are looked for.
+	ReleaseInterval string `yaml:"release_interval"`
+}
+
+// CapConfig is one cap: at most Max offers per period. Per is day, week or
+// month (calendar periods in the customer's time zone, or the trailing
+// 24h, 7d or 30d when Rolling), or a duration such as 48h (always rolling).
+type CapConfig struct {
+	Per     string `yaml:"per"`
+	Max     int    `yaml:"max"`
+	Rolling bool   `yaml:"rolling"`
+}
+
+// QuietHoursConfig holds marketing back between From and To (HH:MM, local
+// time of the customer); Action is drop or defer.
+type QuietHoursConfig struct {
+	From   string `yaml:"from"`
+	To     string `yaml:"to"`
+	Action string `yaml:"action"`
+}
+
+// HoldoutConfig is the default control group: a deterministic Fraction of
+// customers per rule, chosen by a hash of (customer id, Salt, rule id).
+type HoldoutConfig struct {
+	Fraction float64 `yaml:"fraction"`
+	Salt     string  `yaml:"salt"`
 }
 
 // RulesConfig locates and bounds the rule files.
@@ -63,11 +116,12 @@ type TLSConfig struct {
 
 // StreamsConfig names and sizes the JetStream streams.
 type StreamsConfig struct {
-	Prefix   string       `yaml:"prefix"`
-	Replicas int          `yaml:"replicas"`
-	Events   StreamConfig `yaml:"events"`
-	Offers   StreamConfig `yaml:"offers"`
-	DLQ      StreamConfig `yaml:"dlq"`
+	Prefix    string       `yaml:"prefix"`
+	Replicas  int          `yaml:"replicas"`
+	Events    StreamConfig `yaml:"events"`
+	Offers    StreamConfig `yaml:"offers"`
+	DLQ       StreamConfig `yaml:"dlq"`
+	Decisions StreamConfig `yaml:"decisions"`
 }
 
 // StreamConfig is one stream.
@@ -160,6 +214,20 @@ func (c *Config) Defaults() {
 	streamDefaults(&c.Streams.Events, "KAIROS_EVENTS", "7d", "2m")
 	streamDefaults(&c.Streams.Offers, "KAIROS_OFFERS", "7d", "1h")
 	streamDefaults(&c.Streams.DLQ, "KAIROS_DLQ", "30d", "1h")
+	streamDefaults(&c.Streams.Decisions, "KAIROS_DECISIONS", "30d", "1h")
+	def(&c.Policy.Timezone, "Asia/Shanghai")
+	if c.Policy.Caps == nil {
+		c.Policy.Caps = &[]CapConfig{{Per: "day", Max: 3}, {Per: "week", Max: 5}}
+	}
+	if c.Policy.MaxOffersPerEvent == 0 {
+		c.Policy.MaxOffersPerEvent = 1
+	}
+	def(&c.Policy.Holdout.Salt, "kairos")
+	if c.Policy.DecisionsKept == 0 {
+		c.Policy.DecisionsKept = 20
+	}
+	def(&c.Policy.WeekStart, "monday")
+	def(&c.Policy.ReleaseInterval, "1s")
 	def(&c.Consumer.Durable, "kairos-engine")
 	def(&c.Consumer.AckWait, "30s")
 	if c.Consumer.MaxAckPending == 0 {
@@ -272,7 +340,7 @@ func (c *Config) Validate() error {
 	for _, s := range []struct {
 		field string
 		sc    StreamConfig
-	}{{"streams.events", c.Streams.Events}, {"streams.offers", c.Streams.Offers}, {"streams.dlq", c.Streams.DLQ}} {
+	}{{"streams.events", c.Streams.Events}, {"streams.offers", c.Streams.Offers}, {"streams.dlq", c.Streams.DLQ}, {"streams.decisions", c.Streams.Decisions}} {
 		if !streamNameRe.MatchString(s.sc.Name) {
 			bad("%s.name: %q must match [A-Za-z0-9_-]+", s.field, s.sc.Name)
 		}
@@ -329,6 +397,7 @@ func (c *Config) Validate() error {
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		bad("log.format: %q (use text or json)", c.Log.Format)
 	}
+	p = append(p, c.Policy.validate()...)
 	if len(p) > 0 {
 		return &ConfigError{Problems: p}
 	}

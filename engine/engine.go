@@ -50,11 +50,16 @@ type Engine struct {
 	sub     subjects
 	enc     connectors.Encoding
 
-	rs      *rules.RuleSet
-	plan    *state.Plan
-	typeLbl map[string]prometheus.Counter // event type -> events counter
-	otherEv prometheus.Counter
-	ruleM   []*ruleMetrics // by rules.Rule.Index
+	rs       *rules.RuleSet
+	plan     *state.Plan
+	ruleByID map[string]*rules.Rule
+	budgeted []*rules.Rule // rules with a budget
+	pol      *policy
+	// contactRetention is how long customers' contact history is kept.
+	contactRetention time.Duration
+	typeLbl          map[string]prometheus.Counter // event type -> events counter
+	otherEv          prometheus.Counter
+	ruleM            []*ruleMetrics // by rules.Rule.Index
 
 	store *state.Store
 	ns    *server.Server
@@ -75,17 +80,33 @@ type Engine struct {
 	httpAddr atomic.Value // string
 	natsURL  atomic.Value // string
 
-	crash    crashPoints
-	hard     context.Context // ends shutdown_timeout after the stop is asked for
-	batch    *state.Batch
-	prevKeys [][]byte // outbox keys published, to delete in the next commit
-	keyBuf   []byte
-	recBuf   []byte
+	crash     crashPoints
+	hard      context.Context // ends shutdown_timeout after the stop is asked for
+	batch     *state.Batch
+	prevKeys  [][]byte // outbox keys published, to delete in the next commit
+	keys      [][]byte
+	keyBuf    []byte
+	recBuf    []byte
+	outboxSeq int // distinguishes outbox keys of batches that share a watermark
+
+	batchNow         time.Time // the clock of the batch in hand
+	sequential       bool      // the batch in hand runs in stream order on one goroutine
+	budgets          budgets
+	sharedReserved   []int64
+	spentBuf         []int64
+	suppressed       atomic.Pointer[map[string]struct{}]
+	suppressionStamp int64
 }
 
 type ruleMetrics struct {
 	evals, matches, errors prometheus.Counter
 	offers                 map[string]prometheus.Counter // by channel
+}
+
+func (rm *ruleMetrics) offer(channel string) {
+	if c := rm.offers[channel]; c != nil {
+		c.Inc()
+	}
 }
 
 // New validates the configuration and loads the rules; it starts nothing.
@@ -110,6 +131,7 @@ func New(opts Options) (*Engine, error) {
 		now = time.Now
 	}
 	enc, _ := connectors.ParseEncoding(cfg.Engine.OfferEncoding)
+	pol, _ := compilePolicy(&cfg.Policy) // validated above
 	e := &Engine{
 		cfg:     cfg,
 		log:     log,
@@ -120,6 +142,7 @@ func New(opts Options) (*Engine, error) {
 		enc:     enc,
 		readyCh: make(chan struct{}),
 		crash:   crashPointsFromEnv(),
+		pol:     pol,
 	}
 	rs, err := rules.Load(rules.Options{Horizon: mustDuration(cfg.Rules.Horizon), CostLimit: cfg.Rules.CostLimit}, cfg.Rules.Dir)
 	if err != nil {
@@ -143,6 +166,15 @@ func (e *Engine) setRules(rs *rules.RuleSet) error {
 		return fmt.Errorf("window plan: %w", err)
 	}
 	e.rs, e.plan = rs, plan
+	e.ruleByID = make(map[string]*rules.Rule, len(rs.Rules()))
+	e.budgeted = nil
+	for _, r := range rs.Rules() {
+		e.ruleByID[r.ID] = r
+		if r.Budget != nil && r.Enabled {
+			e.budgeted = append(e.budgeted, r)
+		}
+	}
+	e.contactRetention = max(e.pol.retention, rs.ContactHorizon())
 	e.typeLbl = map[string]prometheus.Counter{}
 	for _, t := range rs.Types() {
 		e.typeLbl[t] = e.metrics.Events.WithLabelValues(t)
@@ -297,6 +329,13 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	}
 	e.applied = w.Seq
 	e.appliedPub.Store(w.Seq)
+	if err := e.loadBudgets(); err != nil {
+		return err
+	}
+	e.reloadSuppression()
+	if e.cfg.Policy.SuppressionFile != "" && e.suppressed.Load() == nil {
+		return fmt.Errorf("policy.suppression_file %s could not be loaded", e.cfg.Policy.SuppressionFile)
+	}
 	e.metrics.Applied.Set(float64(w.Seq))
 
 	if err := e.recoverOutbox(sctx); err != nil {

@@ -47,6 +47,12 @@ type testEngine struct {
 
 func startTestEngine(t *testing.T, dir string, mutate func(*Config)) *testEngine {
 	t.Helper()
+	return startTestEngineClock(t, dir, mutate, nil)
+}
+
+// startTestEngineClock is startTestEngine with the engine's clock injected.
+func startTestEngineClock(t *testing.T, dir string, mutate func(*Config), now func() time.Time) *testEngine {
+	t.Helper()
 	rulesDir := filepath.Join(dir, "rules")
 	if _, err := os.Stat(rulesDir); err != nil {
 		if err := os.MkdirAll(rulesDir, 0o755); err != nil {
@@ -65,7 +71,7 @@ func startTestEngine(t *testing.T, dir string, mutate func(*Config)) *testEngine
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	e, err := New(Options{Config: cfg})
+	e, err := New(Options{Config: cfg, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}

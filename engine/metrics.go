@@ -23,6 +23,10 @@ type Metrics struct {
 	PublishRetries   prometheus.Counter
 	RulesLoaded      prometheus.Gauge
 	Ready            prometheus.Gauge
+	Suppressed       *prometheus.CounterVec
+	Decisions        *prometheus.CounterVec
+	Deferred         prometheus.Counter
+	BudgetRemaining  *prometheus.GaugeVec
 }
 
 // NewMetrics creates the engine metrics and registers them with reg.
@@ -42,8 +46,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Rule evaluations whose condition held, by rule."}, []string{"rule"}),
 		RuleErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "rule_errors_total",
 			Help: "Rule evaluations that failed, by rule."}, []string{"rule"}),
-		Offers: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "offers_total",
-			Help: "Offers published, by rule and channel."}, []string{"rule", "channel"}),
+		Offers: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "offers_total",
+			Help: "Offers emitted, by rule and channel."}, []string{"rule", "channel"}),
+		Suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "offers_suppressed_total",
+			Help: "Rule matches not sent, by rule and reason."}, []string{"rule", "reason"}),
+		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "decisions_total",
+			Help: "Decisions published, by outcome (emitted, suppressed, deferred)."}, []string{"outcome"}),
+		Deferred: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "offers_deferred_total",
+			Help: "Offers held back by quiet hours to be released later."}),
+		BudgetRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "rule_budget_remaining",
+			Help: "Offers a budgeted rule may still issue, by rule and period (total, day); 0 means the rule has stopped."}, []string{"rule", "period"}),
 		BatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "batch_size",
 			Help: "Events per processed batch.", Buckets: prometheus.ExponentialBuckets(1, 2, 14)}),
 		BatchDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "batch_duration_seconds",
@@ -63,10 +75,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Events, m.Invalid, m.Duplicates, m.RuleEvals, m.RuleMatches, m.RuleErrors, m.Offers,
-			m.BatchSize, m.BatchDuration, m.ArrivalToOffer, m.EventTimeToOffer, m.Applied, m.PublishRetries, m.RulesLoaded, m.Ready)
+			m.BatchSize, m.BatchDuration, m.ArrivalToOffer, m.EventTimeToOffer, m.Applied, m.PublishRetries, m.RulesLoaded, m.Ready,
+			m.Suppressed, m.Decisions, m.Deferred, m.BudgetRemaining)
 	}
 	for _, r := range []string{ReasonDecode, ReasonInvalid, ReasonOversize, ReasonEval} {
 		m.Invalid.WithLabelValues(r)
+	}
+	for _, o := range []string{"emitted", "suppressed", "deferred"} {
+		m.Decisions.WithLabelValues(o)
 	}
 	return m
 }

@@ -6,16 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/kairos-engine/kairos/connectors"
-	"github.com/kairos-engine/kairos/rules"
 	"github.com/kairos-engine/kairos/state"
 )
 
@@ -41,6 +37,7 @@ type item struct {
 	inMsg
 	typ, customer string
 	dup           bool
+	worker        int    // the worker that owns the customer
 	term          string // dead-letter reason when the message is terminated
 	records       []outRecord
 	offers        int // how many of records are offers (they come first)
@@ -51,13 +48,16 @@ type item struct {
 const inlineBatch = 32
 
 // loop collects batches from the consumer and processes them, one at a
-// time, until ctx ends.
+// time, until ctx ends. Between batches it releases deferred offers whose
+// quiet hours are over and reloads the suppression list.
 func (e *Engine) loop(ctx context.Context) error {
 	max := e.cfg.Engine.BatchSize
 	msgs := make([]inMsg, 0, max)
 	items := make([]item, 0, max)
 	idle := time.NewTimer(time.Hour)
 	idle.Stop()
+	tick := time.NewTicker(mustDuration(e.cfg.Policy.ReleaseInterval))
+	defer tick.Stop()
 	for {
 		msgs = msgs[:0]
 		if len(e.prevKeys) > 0 {
@@ -71,6 +71,12 @@ func (e *Engine) loop(ctx context.Context) error {
 			// Nothing came for a while: clear the published outbox now
 			// rather than with the next batch.
 			if err := e.finish(); err != nil {
+				return err
+			}
+			continue
+		case <-tick.C:
+			e.reloadSuppression()
+			if err := e.releaseWithRetry(ctx); err != nil {
 				return err
 			}
 			continue
@@ -104,7 +110,7 @@ func (e *Engine) loop(ctx context.Context) error {
 func (e *Engine) processWithRetry(ctx context.Context, items []item) error {
 	backoff := 100 * time.Millisecond
 	for {
-		err := e.process(ctx, items)
+		err := e.process(ctx, items, false)
 		if err == nil {
 			return nil
 		}
@@ -124,21 +130,44 @@ func (e *Engine) processWithRetry(ctx context.Context, items []item) error {
 		case <-t.C:
 		}
 		backoff = min(2*backoff, 10*time.Second)
-		for i := range items {
-			items[i].records, items[i].term, items[i].offers = nil, "", 0
-		}
+		resetItems(items)
 	}
 }
 
-// process applies one batch: evaluate, commit state and outbox atomically,
-// publish the outbox, acknowledge.
-func (e *Engine) process(ctx context.Context, items []item) error {
-	start := time.Now()
-	now := e.now()
-	nw := len(e.workers)
-	for _, w := range e.workers {
-		w.reset(now)
+func resetItems(items []item) {
+	for i := range items {
+		items[i].records, items[i].term, items[i].offers = nil, "", 0
 	}
+}
+
+// beginBatch readies the workers for a batch at the engine's clock; a
+// sequential batch shares one budget reservation among them.
+func (e *Engine) beginBatch(sequential bool) {
+	e.batchNow = e.now()
+	e.sequential = sequential
+	e.rollBudgetDay(e.batchNow)
+	var shared []int64
+	if sequential {
+		clear(e.sharedReserved)
+		shared = e.sharedReserved
+	}
+	for _, w := range e.workers {
+		w.reset(e.batchNow, shared)
+	}
+}
+
+// process applies one batch: evaluate and decide, commit state, outbox,
+// budgets and watermark atomically, publish the outbox, acknowledge.
+//
+// A batch runs its customers on the workers in parallel. Budgets are the
+// one thing customers share: each worker reserves against the budgets
+// left at the start of the batch, and if together they would overspend a
+// rule, the batch is run again sequentially in stream order, so that the
+// last units of a budget go to the earliest events, deterministically.
+func (e *Engine) process(ctx context.Context, items []item, sequential bool) error {
+	start := time.Now()
+	e.beginBatch(sequential)
+	nw := len(e.workers)
 	var last uint64
 	pl := len(e.sub.eventsPrefix)
 	for i := range items {
@@ -147,25 +176,33 @@ func (e *Engine) process(ctx context.Context, items []item) error {
 			it.dup = true
 			continue
 		}
-		if it.seq > last {
-			last = it.seq
-		}
+		last = max(last, it.seq)
 		typ, cust, ok := splitEventSubject(it.msg.Subject(), pl)
 		it.typ, it.customer = typ, cust
-		if !ok {
-			e.workers[0].items = append(e.workers[0].items, it)
-			continue
+		it.worker = 0
+		if ok {
+			it.worker = shardOf(cust, nw)
 		}
-		w := e.workers[shardOf(cust, nw)]
-		w.items = append(w.items, it)
+		if !sequential {
+			w := e.workers[it.worker]
+			w.items = append(w.items, it)
+		}
 	}
-	// Evaluate: each worker owns its customers, in stream order.
-	live := len(items)
-	if live < inlineBatch || nw == 1 {
+	switch {
+	case sequential:
+		for i := range items {
+			if it := &items[i]; !it.dup {
+				if err := e.workers[it.worker].process(it); err != nil {
+					e.invalidate()
+					return err
+				}
+			}
+		}
+	case len(items) < inlineBatch || nw == 1:
 		for _, w := range e.workers {
 			w.run()
 		}
-	} else {
+	default:
 		var wg sync.WaitGroup
 		for _, w := range e.workers[1:] {
 			if len(w.items) > 0 {
@@ -188,40 +225,15 @@ func (e *Engine) process(ctx context.Context, items []item) error {
 		e.invalidate()
 		return fmt.Errorf("shutdown timeout: batch abandoned: %w", err)
 	}
-
-	// Commit state, outbox and watermark in one transaction.
-	b := e.batch
-	b.Reset()
+	if !sequential && e.overspent() {
+		e.invalidate()
+		resetItems(items)
+		return e.process(ctx, items, true)
+	}
 	if last > 0 {
-		for _, w := range e.workers {
-			for _, c := range w.dirty {
-				b.Put(c)
-			}
+		if err := e.commit(items, &state.Watermark{Stream: e.eventsStream, StreamCreated: e.streamCreated, Seq: last}); err != nil {
+			return err
 		}
-		for _, k := range e.prevKeys {
-			b.DeleteOutbox(k)
-		}
-		e.keyBuf = e.keyBuf[:0]
-		var keys [][]byte
-		n := 0
-		for i := range items {
-			for j := range items[i].records {
-				ks := len(e.keyBuf)
-				e.keyBuf = outboxKey(e.keyBuf, last, n)
-				n++
-				keys = append(keys, e.keyBuf[ks:len(e.keyBuf):len(e.keyBuf)])
-				e.recBuf = appendOutRecord(e.recBuf[:0], &items[i].records[j])
-				b.AddOutbox(keys[len(keys)-1], e.recBuf)
-			}
-		}
-		b.SetApplied(state.Watermark{Stream: e.eventsStream, StreamCreated: e.streamCreated, Seq: last})
-		if err := e.store.Commit(b); err != nil {
-			e.invalidate()
-			return fmt.Errorf("commit: %w", err)
-		}
-		e.applied = last
-		e.metrics.Applied.Set(float64(last))
-		e.prevKeys = append(e.prevKeys[:0], keys...)
 		e.crash.reach("after-commit")
 	}
 
@@ -251,6 +263,113 @@ func (e *Engine) process(ctx context.Context, items []item) error {
 	e.metrics.BatchSize.Observe(float64(len(items)))
 	e.metrics.BatchDuration.Observe(time.Since(start).Seconds())
 	return nil
+}
+
+// commit writes, in one transaction, the customers the batch changed, its
+// outbox records, the budgets it used and (for event batches) the
+// watermark; and deletes the previous batch's published outbox records.
+func (e *Engine) commit(items []item, w *state.Watermark) error {
+	b := e.batch
+	b.Reset()
+	for _, wk := range e.workers {
+		for _, c := range wk.dirty {
+			b.Put(c)
+		}
+	}
+	for _, k := range e.prevKeys {
+		b.DeleteOutbox(k)
+	}
+	seq := e.applied
+	if w != nil {
+		seq = w.Seq
+	}
+	e.keyBuf = e.keyBuf[:0]
+	keys := e.keys[:0]
+	n := 0
+	for i := range items {
+		for j := range items[i].records {
+			ks := len(e.keyBuf)
+			e.keyBuf = outboxKey(e.keyBuf, seq, e.outboxSeq+n)
+			n++
+			keys = append(keys, e.keyBuf[ks:len(e.keyBuf):len(e.keyBuf)])
+			e.recBuf = appendOutRecord(e.recBuf[:0], &items[i].records[j])
+			b.AddOutbox(keys[len(keys)-1], e.recBuf)
+		}
+	}
+	used := e.budgetUse(b)
+	if w != nil {
+		b.SetApplied(*w)
+	}
+	if err := e.store.Commit(b); err != nil {
+		e.invalidate()
+		return fmt.Errorf("commit: %w", err)
+	}
+	e.keys = keys
+	e.outboxSeq += n
+	if w != nil {
+		e.applied = w.Seq
+		e.metrics.Applied.Set(float64(w.Seq))
+	}
+	e.applyBudgetUse(used)
+	e.prevKeys = append(e.prevKeys[:0], keys...)
+	return nil
+}
+
+// releaseWithRetry releases due deferred offers; like an event batch it
+// retries infrastructure failures until it succeeds or the engine stops.
+func (e *Engine) releaseWithRetry(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := e.release(ctx)
+		if err == nil {
+			return nil
+		}
+		e.log.Error("releasing deferred offers failed; retrying", "err", err, "retry_in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// release decides the deferred offers whose quiet hours are over, in one
+// sequential batch of its own.
+func (e *Engine) release(ctx context.Context) error {
+	due, err := e.store.DueDeferred(e.now().UnixMilli(), e.cfg.Engine.BatchSize)
+	if err != nil || len(due) == 0 {
+		return err
+	}
+	e.beginBatch(true)
+	items := make([]item, len(due))
+	for i, d := range due {
+		it := &items[i]
+		it.customer = d.Customer
+		w := e.workers[shardOf(d.Customer, len(e.workers))]
+		c, err := w.shard.Load(d.Customer)
+		if err != nil {
+			e.invalidate()
+			return fmt.Errorf("load customer state: %w", err)
+		}
+		wasDirty := c.Dirty()
+		for _, df := range c.Deferred() {
+			if df.ID == d.OfferID {
+				if err := w.release(it, c, df); err != nil {
+					e.invalidate()
+					return err
+				}
+				break
+			}
+		}
+		w.track(c, wasDirty)
+	}
+	if err := e.commit(items, nil); err != nil {
+		return err
+	}
+	return e.publish(ctx, items)
 }
 
 // publish sends every record of the batch and waits until the streams hold
@@ -342,279 +461,4 @@ func offerID(ruleID, customerID, eventID string) string {
 	h.Write([]byte(eventID))
 	var sum [sha256.Size]byte
 	return "o-" + hex.EncodeToString(h.Sum(sum[:0])[:12])
-}
-
-// worker evaluates the events of the customers routed to it. Only one
-// goroutine uses a worker at a time.
-type worker struct {
-	e       *Engine
-	id      int
-	shard   *state.Shard
-	eval    *rules.Evaluator
-	dec     *eventDecoder
-	enc     *connectors.Encoder
-	win     customerWindows
-	ev      Event
-	in      rules.Input
-	matches []rules.Match
-	now     time.Time
-
-	items []*item
-	dirty []*state.Customer
-	err   error
-}
-
-func newWorker(e *Engine, id int, shard *state.Shard) *worker {
-	return &worker{e: e, id: id, shard: shard, eval: e.rs.NewEvaluator(), dec: newEventDecoder(), enc: connectors.NewEncoder()}
-}
-
-func (w *worker) reset(now time.Time) {
-	w.items = w.items[:0]
-	clear(w.dirty)
-	w.dirty = w.dirty[:0]
-	w.err = nil
-	w.now = now
-}
-
-// customerWindows serves one customer's aggregates at one event's time.
-type customerWindows struct {
-	c    *state.Customer
-	plan *state.Plan
-	at   int64
-}
-
-func (cw *customerWindows) Value(i int) float64 { return cw.c.Value(cw.plan, i, cw.at) }
-
-func (w *worker) run() {
-	for _, it := range w.items {
-		if err := w.process(it); err != nil {
-			w.err = err
-			return
-		}
-	}
-}
-
-// process handles one event. An error is an infrastructure failure that
-// aborts the batch; problems with the event itself become dead letters.
-func (w *worker) process(it *item) error {
-	e := w.e
-	data := it.msg.Data()
-	if len(data) > e.cfg.Engine.MaxEventBytes {
-		w.deadLetter(it, ReasonOversize, fmt.Sprintf("payload of %d bytes exceeds engine.max_event_bytes (%d)", len(data), e.cfg.Engine.MaxEventBytes), "")
-		return nil
-	}
-	if it.customer == "" {
-		w.deadLetter(it, ReasonInvalid, "subject is not "+e.sub.eventsPrefix+"<type>.<customer_id>", "")
-		return nil
-	}
-	hdr := it.msg.Headers()
-	isJSON := hdr != nil && strings.HasPrefix(hdr.Get(headerCT), "application/json")
-	ev := &w.ev
-	if err := w.dec.Decode(data, isJSON, it.typ, it.customer, ev); err != nil {
-		var ee *EventError
-		if errors.As(err, &ee) {
-			w.deadLetter(it, ee.Reason, ee.Msg, "")
-			return nil
-		}
-		w.deadLetter(it, ReasonDecode, err.Error(), "")
-		return nil
-	}
-	c, err := w.shard.Load(ev.CustomerID)
-	if err != nil {
-		return fmt.Errorf("load customer state: %w", err)
-	}
-	wasDirty := c.Dirty()
-	if ev.Type == "profile" {
-		c.MergeProfile(ev.Attrs)
-	}
-	c.Apply(e.plan, ev.Type, ev.TS, ev.Attrs)
-	if !wasDirty && c.Dirty() {
-		w.dirty = append(w.dirty, c)
-	}
-	if ctr, ok := e.typeLbl[ev.Type]; ok {
-		ctr.Inc()
-	} else {
-		e.otherEv.Inc()
-	}
-
-	w.win = customerWindows{c: c, plan: e.plan, at: ev.TS}
-	w.in = rules.Input{
-		Event:   rules.Event{ID: ev.ID, CustomerID: ev.CustomerID, Type: ev.Type, TS: ev.TS, Attrs: ev.Attrs},
-		Profile: c.Profile(),
-		Now:     w.now,
-		Windows: &w.win,
-	}
-	for _, r := range e.rs.For(ev.Type) {
-		e.ruleM[r.Index].evals.Inc()
-	}
-	var errs []*rules.EvalError
-	w.matches, errs = w.eval.Evaluate(e.hard, &w.in, w.matches[:0])
-	for i := range w.matches {
-		if err := w.offer(it, ev, &w.matches[i]); err != nil {
-			errs = append(errs, &rules.EvalError{Rule: w.matches[i].Rule, Err: err})
-		}
-	}
-	clear(w.matches)
-	for _, ee := range errs {
-		e.ruleM[ee.Rule.Index].errors.Inc()
-		w.deadLetter(it, ReasonEval, ee.Err.Error(), ee.Rule.ID)
-	}
-	return nil
-}
-
-// offer turns a match into an offer record.
-func (w *worker) offer(it *item, ev *Event, m *rules.Match) error {
-	e := w.e
-	r := m.Rule
-	rm := e.ruleM[r.Index]
-	rm.matches.Inc()
-	ch := r.Offer.Channels[0]
-	decided := w.now.UnixMilli()
-	o := connectors.Offer{
-		ID:          offerID(r.ID, ev.CustomerID, ev.ID),
-		RuleID:      r.ID,
-		RuleVersion: r.Version,
-		CustomerID:  ev.CustomerID,
-		Channel:     ch,
-		Product:     r.Offer.Product,
-		Template:    r.Offer.Template,
-		Params:      m.Params,
-		Priority:    r.Offer.Priority,
-		EventID:     ev.ID,
-		EventType:   ev.Type,
-		EventTS:     ev.TS,
-		DecidedAt:   decided,
-		ExpiresAt:   decided + r.Offer.TTL.Milliseconds(),
-	}
-	data, err := w.enc.Encode(nil, &o, e.enc)
-	if err != nil {
-		return err
-	}
-	rec := outRecord{
-		Stream:    e.cfg.Streams.Offers.Name,
-		Subject:   e.sub.offers + ch + "." + ev.CustomerID,
-		MsgID:     o.ID,
-		DecidedAt: decided,
-		Header:    []string{headerCT, e.enc.ContentType(), HeaderRule, r.ID},
-		Data:      data,
-		eventTS:   ev.TS,
-	}
-	// Offers come before dead letters in an item's records.
-	it.records = append(it.records, outRecord{})
-	copy(it.records[it.offers+1:], it.records[it.offers:])
-	it.records[it.offers] = rec
-	it.offers++
-	rm.offers[ch].Inc()
-	return nil
-}
-
-// deadLetter records a dead letter for the item. For decode, invalid and
-// oversize the event is terminated; for eval the event was applied and is
-// acknowledged, and the dead letter names the failing rule.
-func (w *worker) deadLetter(it *item, reason, msg, ruleID string) {
-	e := w.e
-	if reason != ReasonEval {
-		it.term = reason
-	}
-	e.metrics.Invalid.WithLabelValues(reason).Inc()
-	id := "dlq:" + reason + ":" + e.eventsStream + ":" + e.incarnation + ":" + strconv.FormatUint(it.seq, 10)
-	hdr := []string{HeaderReason, reason, HeaderError, truncate(msg, 1024), HeaderSubject, it.msg.Subject(), HeaderStreamSeq, strconv.FormatUint(it.seq, 10)}
-	if ruleID != "" {
-		id += ":" + ruleID
-		hdr = append(hdr, HeaderRule, ruleID)
-	}
-	if h := it.msg.Headers(); h != nil && h.Get(headerCT) != "" {
-		hdr = append(hdr, headerCT, h.Get(headerCT))
-	}
-	it.records = append(it.records, outRecord{
-		Stream:    e.cfg.Streams.DLQ.Name,
-		Subject:   e.sub.dlq + reason,
-		MsgID:     id,
-		DecidedAt: w.now.UnixMilli(),
-		Header:    hdr,
-		Data:      it.msg.Data(),
-	})
-}
-
-// recoverOutbox publishes what a previous run committed but may not have
-// published. Records younger than their stream's duplicate window are
-// simply published again: the stream drops those it already has. For
-// older ones the stream's last message on the subject tells which were
-// stored (a subject's messages are stored in publish order).
-func (e *Engine) recoverOutbox(ctx context.Context) error {
-	var recs []*outRecord
-	var keys [][]byte
-	err := e.store.Outbox(func(k, v []byte) error {
-		r, err := decodeOutRecord(v)
-		if err != nil {
-			e.log.Error("dropping a corrupt outbox record", "err", err)
-		} else {
-			recs = append(recs, r)
-		}
-		keys = append(keys, append([]byte(nil), k...))
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("read outbox: %w", err)
-	}
-	if len(keys) == 0 {
-		return nil
-	}
-	now := time.Now().UnixMilli()
-	skip := map[string]bool{} // msg ids already stored
-	last := map[string]string{}
-	for i := len(recs) - 1; i >= 0; i-- {
-		r := recs[i]
-		dup := e.cfg.Streams.Offers.DuplicateWindow
-		if r.Stream == e.cfg.Streams.DLQ.Name {
-			dup = e.cfg.Streams.DLQ.DuplicateWindow
-		}
-		if now-r.DecidedAt < mustDuration(dup).Milliseconds()*9/10 {
-			continue
-		}
-		if _, seen := last[r.Subject]; !seen {
-			last[r.Subject] = ""
-			if m, err := e.js.Stream(ctx, r.Stream); err == nil {
-				if raw, err := m.GetLastMsgForSubject(ctx, r.Subject); err == nil {
-					last[r.Subject] = raw.Header.Get(jetstream.MsgIDHeader)
-				}
-			}
-		}
-	}
-	for subj, id := range last {
-		stored := false
-		for i := len(recs) - 1; i >= 0; i-- {
-			if recs[i].Subject != subj {
-				continue
-			}
-			if recs[i].MsgID == id {
-				stored = true
-			}
-			if stored {
-				skip[recs[i].MsgID] = true
-			}
-		}
-	}
-	n := 0
-	for _, r := range recs {
-		if skip[r.MsgID] {
-			continue
-		}
-		if err := e.pub.Publish(r.natsMsg()); err != nil {
-			return fmt.Errorf("recover outbox: %w", err)
-		}
-		n++
-	}
-	if err := e.pub.Flush(ctx); err != nil {
-		return fmt.Errorf("recover outbox: %w", err)
-	}
-	b := e.store.NewBatch()
-	for _, k := range keys {
-		b.DeleteOutbox(k)
-	}
-	if err := e.store.Commit(b); err != nil {
-		return fmt.Errorf("recover outbox: %w", err)
-	}
-	e.log.Info("recovered the outbox", "records", len(recs), "published", n, "already_stored", len(recs)-n)
-	return nil
 }

@@ -44,6 +44,7 @@ type subjects struct {
 	eventsPrefix string // <prefix>.events.
 	offers       string // <prefix>.offers.
 	dlq          string // <prefix>.dlq.
+	decisions    string // <prefix>.decisions.
 }
 
 func newSubjects(prefix string) subjects {
@@ -53,6 +54,7 @@ func newSubjects(prefix string) subjects {
 		eventsPrefix: prefix + ".events.",
 		offers:       prefix + ".offers.",
 		dlq:          prefix + ".dlq.",
+		decisions:    prefix + ".decisions.",
 	}
 }
 
@@ -64,6 +66,7 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg *Config, sub
 		streamConfig(cfg.Streams.Events, cfg.Streams.Replicas, sub.events),
 		streamConfig(cfg.Streams.Offers, cfg.Streams.Replicas, sub.offers+">"),
 		streamConfig(cfg.Streams.DLQ, cfg.Streams.Replicas, sub.dlq+">"),
+		streamConfig(cfg.Streams.Decisions, cfg.Streams.Replicas, sub.decisions+">"),
 	} {
 		s, err := js.CreateOrUpdateStream(ctx, sc)
 		if err != nil {

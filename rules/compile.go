@@ -73,7 +73,7 @@ type Rule struct {
 	// Aggregates are the indexes (in RuleSet.Aggregates) the rule reads.
 	Aggregates []int
 	// Index is the rule's position in RuleSet.Rules, for callers that keep
-	// per-rule data in a slice.
+	// per-rule data in a slice. Contacts.Offers names rules by it.
 	Index int
 
 	when    cel.Program
@@ -96,6 +96,8 @@ type RuleSet struct {
 	aggs     []Aggregate
 	aggIndex map[Aggregate]int
 	opts     Options
+	// contactHorizon is the longest contact-history span the enabled rules need.
+	contactHorizon time.Duration
 }
 
 // Rules returns every rule of the set (enabled or not) in file order.
@@ -107,6 +109,13 @@ func (rs *RuleSet) Aggregates() []Aggregate { return rs.aggs }
 
 // Horizon returns the longest window the set may use.
 func (rs *RuleSet) Horizon() time.Duration { return rs.opts.Horizon }
+
+// ContactHorizon returns the longest span of contact history the enabled
+// rules need: the longest of their contacts() and offers() windows,
+// cooldowns and max_per_customer periods; 0 when they need none. A
+// max_per_customer without a period (ever) does not count: it needs a
+// lifetime count, not a span of history.
+func (rs *RuleSet) ContactHorizon() time.Duration { return rs.contactHorizon }
 
 // For returns the enabled rules an event type triggers, highest priority
 // first, ties by rule id.
@@ -144,7 +153,15 @@ func Compile(files []*File, opts Options) (*RuleSet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rules: CEL environment: %w", err)
 	}
-	c := &compiler{env: e, opts: opts, rs: &RuleSet{byType: map[string][]*Rule{}, aggIndex: map[Aggregate]int{}, opts: opts}}
+	c := &compiler{env: e, opts: opts, rs: &RuleSet{byType: map[string][]*Rule{}, aggIndex: map[Aggregate]int{}, opts: opts}, ruleIndex: map[string]int{}}
+	// Number the rules before compiling any expression, so that offers()
+	// can name a rule defined later. Any rule that fails to compile fails
+	// the whole set, so these are the indexes in RuleSet.Rules.
+	type fileDef struct {
+		f   *File
+		def *RuleDef
+	}
+	var defs []fileDef
 	seen := map[string]Pos{}
 	for _, f := range files {
 		for _, def := range f.Rules {
@@ -153,10 +170,14 @@ func Compile(files []*File, opts Options) (*RuleSet, error) {
 				continue
 			}
 			seen[def.ID] = def.Pos
-			if r := c.rule(f, def); r != nil {
-				r.Index = len(c.rs.rules)
-				c.rs.rules = append(c.rs.rules, r)
-			}
+			c.ruleIndex[def.ID] = len(defs)
+			defs = append(defs, fileDef{f, def})
+		}
+	}
+	for i, d := range defs {
+		if r := c.rule(d.f, d.def); r != nil {
+			r.Index = i
+			c.rs.rules = append(c.rs.rules, r)
 		}
 	}
 	if len(c.errs) > 0 {
@@ -168,10 +189,11 @@ func Compile(files []*File, opts Options) (*RuleSet, error) {
 }
 
 type compiler struct {
-	env  *cel.Env
-	opts Options
-	rs   *RuleSet
-	errs Errors
+	env       *cel.Env
+	opts      Options
+	rs        *RuleSet
+	ruleIndex map[string]int // rule id to Rule.Index
+	errs      Errors
 }
 
 func (c *compiler) fail(f *File, def *RuleDef, pos Pos, format string, args ...any) {
@@ -182,17 +204,21 @@ func (c *compiler) rule(f *File, def *RuleDef) *Rule {
 	r := &Rule{RuleDef: *def, Version: version(def)}
 	nerr := len(c.errs)
 	var used []Aggregate
-	prog, tracked, cost, aggs, ok := c.expr(f, def, "when", def.When, true)
-	if ok {
-		r.when, r.tracked, r.Cost = prog, tracked, cost
-		used = append(used, aggs...)
+	span := def.Cooldown
+	if def.MaxPerCustomer != nil {
+		span = max(span, def.MaxPerCustomer.Per)
+	}
+	if x, ok := c.expr(f, def, "when", def.When, true); ok {
+		r.when, r.tracked, r.Cost = x.prog, x.tracked, x.cost
+		used = append(used, x.aggs...)
+		span = max(span, x.contactSpan)
 	}
 	for _, p := range def.Offer.Params {
-		prog, tracked, cost, aggs, ok := c.expr(f, def, "offer.params."+p.Name, p.Expr, false)
-		if ok {
-			r.params = append(r.params, compiledParam{name: p.Name, prog: prog, tracked: tracked})
-			r.Cost += cost
-			used = append(used, aggs...)
+		if x, ok := c.expr(f, def, "offer.params."+p.Name, p.Expr, false); ok {
+			r.params = append(r.params, compiledParam{name: p.Name, prog: x.prog, tracked: x.tracked})
+			r.Cost += x.cost
+			used = append(used, x.aggs...)
+			span = max(span, x.contactSpan)
 		}
 	}
 	if len(c.errs) > nerr {
@@ -204,6 +230,7 @@ func (c *compiler) rule(f *File, def *RuleDef) *Rule {
 		}
 		slices.Sort(r.Aggregates)
 		r.Aggregates = slices.Compact(r.Aggregates)
+		c.rs.contactHorizon = max(c.rs.contactHorizon, span)
 	}
 	return r
 }
@@ -218,40 +245,54 @@ func (c *compiler) aggregate(a Aggregate) int {
 	return i
 }
 
-// expr compiles one expression: parse, type-check, check the window calls,
-// estimate the cost and plan the program.
-func (c *compiler) expr(f *File, def *RuleDef, field string, e Expr, wantBool bool) (cel.Program, bool, uint64, []Aggregate, bool) {
+// compiledExpr is one compiled expression and what it reads.
+type compiledExpr struct {
+	prog    cel.Program
+	tracked bool // evaluated with cost tracking and cancellation
+	cost    uint64
+	reads
+}
+
+// reads is what an expression reads besides its variables.
+type reads struct {
+	aggs        []Aggregate   // window aggregates, one per call
+	contactSpan time.Duration // longest window of its contacts() and offers() calls
+}
+
+// expr compiles one expression: parse, type-check, check the window and
+// contact calls, estimate the cost and plan the program.
+func (c *compiler) expr(f *File, def *RuleDef, field string, e Expr, wantBool bool) (compiledExpr, bool) {
 	if strings.TrimSpace(e.Src) == "" {
 		c.fail(f, def, e.Pos, "%s is empty", field)
-		return nil, false, 0, nil, false
+		return compiledExpr{}, false
 	}
 	checked, iss := c.env.Compile(e.Src)
 	if iss != nil && iss.Err() != nil {
 		for _, ce := range iss.Errors() {
 			c.celError(f, def, field, e, ce)
 		}
-		return nil, false, 0, nil, false
+		return compiledExpr{}, false
 	}
 	if wantBool && checked.OutputType() != cel.BoolType {
 		c.fail(f, def, e.Pos, "%s must evaluate to bool, but its type is %s (compare the value, e.g. `event.attrs.flag == true`)", field, checked.OutputType())
-		return nil, false, 0, nil, false
+		return compiledExpr{}, false
 	}
 	nat := checked.NativeRep()
-	aggs, ok := c.windowCalls(f, def, field, e, nat)
+	rd, ok := c.plannedCalls(f, def, field, e, nat)
 	if !ok {
-		return nil, false, 0, nil, false
+		return compiledExpr{}, false
 	}
 	est, err := c.env.EstimateCost(checked, estimator{})
 	if err != nil {
 		c.fail(f, def, e.Pos, "%s: estimating its cost: %v", field, err)
-		return nil, false, 0, nil, false
+		return compiledExpr{}, false
 	}
 	if est.Max > c.opts.CostLimit {
 		c.fail(f, def, e.Pos, "%s: estimated cost %d exceeds the limit %d (inputs assumed up to %d elements)", field, est.Max, c.opts.CostLimit, inputSizeBound)
-		return nil, false, 0, nil, false
+		return compiledExpr{}, false
 	}
 	if def.Enabled {
-		for _, a := range aggs {
+		for _, a := range rd.aggs {
 			c.aggregate(a)
 		}
 	}
@@ -263,9 +304,9 @@ func (c *compiler) expr(f *File, def *RuleDef, field string, e Expr, wantBool bo
 	prog, err := c.env.Program(checked, popts...)
 	if err != nil {
 		c.fail(f, def, e.Pos, "%s: %v", field, err)
-		return nil, false, 0, nil, false
+		return compiledExpr{}, false
 	}
-	return prog, tracked, est.Max, aggs, true
+	return compiledExpr{prog: prog, tracked: tracked, cost: est.Max, reads: rd}, true
 }
 
 func (c *compiler) celError(f *File, def *RuleDef, field string, e Expr, ce *common.Error) {
@@ -278,78 +319,109 @@ func (c *compiler) celError(f *File, def *RuleDef, field string, e Expr, ce *com
 	c.fail(f, def, pos, "%s: %s", field, msg)
 }
 
-// windowCalls finds the window function calls in a checked expression and
-// checks that their arguments are constants within the limits.
-func (c *compiler) windowCalls(f *File, def *RuleDef, field string, e Expr, a *ast.AST) ([]Aggregate, bool) {
-	var out []Aggregate
+// plannedCalls finds the window and contact function calls in a checked
+// expression and checks that their arguments are constants within the
+// limits. It reports the first problem of each call.
+func (c *compiler) plannedCalls(f *File, def *RuleDef, field string, e Expr, a *ast.AST) (reads, bool) {
+	var out reads
 	ok := true
 	info := a.SourceInfo()
-	at := func(id int64) Pos {
-		loc := info.GetStartLocation(id)
+	at := func(x ast.Expr) Pos {
+		loc := info.GetStartLocation(x.ID())
 		if loc.Line() <= 0 {
 			return e.Pos
 		}
 		return f.exprPos(e, loc.Line(), loc.Column())
+	}
+	fail := func(x ast.Expr, format string, args ...any) {
+		c.fail(f, def, at(x), "%s: "+format, append([]any{field}, args...)...)
+		ok = false
+	}
+	// constArgs returns the call's arguments, which must be string literals.
+	constArgs := func(name string, params []string, args []ast.Expr) ([]string, bool) {
+		vals := make([]string, len(args))
+		for i, arg := range args {
+			var s types.String
+			isStr := false
+			if arg.Kind() == ast.LiteralKind {
+				s, isStr = arg.AsLiteral().(types.String)
+			}
+			if !isStr {
+				fail(arg, "%s(): argument %d (%s) must be a constant string", name, i+1, params[i])
+				return nil, false
+			}
+			vals[i] = string(s)
+		}
+		return vals, true
+	}
+	// window checks a window argument: a positive duration within the horizon.
+	window := func(name string, arg ast.Expr, s string) (time.Duration, bool) {
+		d, err := ParseDuration(s)
+		switch {
+		case err != nil:
+			fail(arg, "%s(): window: %v", name, err)
+		case d <= 0:
+			fail(arg, "%s(): window must be positive", name)
+		case d > c.opts.Horizon:
+			fail(arg, "%s(): window %s is longer than the horizon %s", name, s, FormatDuration(c.opts.Horizon))
+		default:
+			return d, true
+		}
+		return 0, false
 	}
 	ast.PostOrderVisit(a.Expr(), ast.NewExprVisitor(func(x ast.Expr) {
 		if x.Kind() != ast.CallKind {
 			return
 		}
 		call := x.AsCall()
-		wf, isWindow := windowFuncByName(call.FunctionName())
-		if !isWindow || call.IsMemberFunction() {
+		if call.IsMemberFunction() {
 			return
 		}
 		args := call.Args()
-		vals := make([]string, len(args))
-		for i, arg := range args {
-			if arg.Kind() != ast.LiteralKind {
-				c.fail(f, def, at(arg.ID()), "%s: %s(): argument %d (%s) must be a constant string", field, wf.name, i+1, wf.params[i])
-				ok = false
+		if cf, isContact := contactFuncByName(call.FunctionName()); isContact {
+			vals, good := constArgs(cf.name, cf.params, args)
+			if !good {
 				return
 			}
-			s, isStr := arg.AsLiteral().(types.String)
-			if !isStr {
-				c.fail(f, def, at(arg.ID()), "%s: %s(): argument %d (%s) must be a constant string", field, wf.name, i+1, wf.params[i])
-				ok = false
-				return
+			if len(vals) == 2 {
+				if _, known := c.ruleIndex[vals[0]]; !known {
+					fail(args[0], "%s(): unknown rule %q", cf.name, vals[0])
+					return
+				}
 			}
-			vals[i] = string(s)
+			if d, good := window(cf.name, args[len(args)-1], vals[len(vals)-1]); good {
+				out.contactSpan = max(out.contactSpan, d)
+			}
+			return
+		}
+		wf, isWindow := windowFuncByName(call.FunctionName())
+		if !isWindow {
+			return
+		}
+		vals, good := constArgs(wf.name, wf.params, args)
+		if !good {
+			return
 		}
 		agg := Aggregate{Kind: wf.kind, Type: vals[0]}
 		if agg.Type != "*" && !eventTypeRe.MatchString(agg.Type) {
-			c.fail(f, def, at(args[0].ID()), "%s: %s(): event type %q must match [a-z0-9_]+ or be \"*\"", field, wf.name, agg.Type)
-			ok = false
+			fail(args[0], "%s(): event type %q must match [a-z0-9_]+ or be \"*\"", wf.name, agg.Type)
 			return
 		}
 		if len(vals) == 3 {
 			agg.Attr = vals[1]
 			if agg.Attr == "" {
-				c.fail(f, def, at(args[1].ID()), "%s: %s(): attr must not be empty", field, wf.name)
-				ok = false
+				fail(args[1], "%s(): attr must not be empty", wf.name)
 				return
 			}
 		}
 		if len(vals) >= 2 {
-			warg := args[len(args)-1]
-			d, err := ParseDuration(vals[len(vals)-1])
-			switch {
-			case err != nil:
-				c.fail(f, def, at(warg.ID()), "%s: %s(): window: %v", field, wf.name, err)
-				ok = false
-				return
-			case d <= 0:
-				c.fail(f, def, at(warg.ID()), "%s: %s(): window must be positive", field, wf.name)
-				ok = false
-				return
-			case d > c.opts.Horizon:
-				c.fail(f, def, at(warg.ID()), "%s: %s(): window %s is longer than the horizon %s", field, wf.name, vals[len(vals)-1], FormatDuration(c.opts.Horizon))
-				ok = false
+			d, good := window(wf.name, args[len(args)-1], vals[len(vals)-1])
+			if !good {
 				return
 			}
 			agg.Window = d
 		}
-		out = append(out, agg)
+		out.aggs = append(out.aggs, agg)
 	}))
 	return out, ok
 }
@@ -365,30 +437,54 @@ func hasComprehension(e ast.Expr) bool {
 }
 
 // decorator replaces each window function call with an instruction that
-// reads the aggregate's value by its index, so evaluation does no lookup.
-// The aggregates of the expression are registered before it is planned.
+// reads the aggregate's value by its index, and each contact function call
+// with one that reads the contact history with its window and rule index,
+// so evaluation does no lookup by name. The aggregates of the expression
+// are registered, and its calls checked, before it is planned.
 func (c *compiler) decorator() interpreter.InterpretableDecorator {
+	constArgs := func(name string, args []interpreter.InterpretableV2) ([]string, error) {
+		vals := make([]string, len(args))
+		for k, a := range args {
+			cst, ok := a.(interpreter.InterpretableConst)
+			if !ok {
+				return nil, fmt.Errorf("%s(): argument %d is not a constant", name, k+1)
+			}
+			s, ok := cst.Value().(types.String)
+			if !ok {
+				return nil, fmt.Errorf("%s(): argument %d is not a string", name, k+1)
+			}
+			vals[k] = string(s)
+		}
+		return vals, nil
+	}
 	return func(i interpreter.Interpretable) (interpreter.Interpretable, error) {
 		call, ok := i.(interpreter.InterpretableCall)
 		if !ok {
 			return i, nil
 		}
+		if cf, ok := contactFuncByName(call.Function()); ok {
+			vals, err := constArgs(cf.name, call.Args())
+			if err != nil {
+				return nil, err
+			}
+			cc := &contactCall{id: call.ID(), rule: -1}
+			if len(vals) == 2 {
+				if cc.rule, ok = c.ruleIndex[vals[0]]; !ok {
+					return nil, fmt.Errorf("%s(): unknown rule %q", cf.name, vals[0])
+				}
+			}
+			if cc.window, err = ParseDuration(vals[len(vals)-1]); err != nil {
+				return nil, err
+			}
+			return cc, nil
+		}
 		wf, ok := windowFuncByName(call.Function())
 		if !ok {
 			return i, nil
 		}
-		args := call.Args()
-		vals := make([]string, len(args))
-		for k, a := range args {
-			cst, ok := a.(interpreter.InterpretableConst)
-			if !ok {
-				return nil, fmt.Errorf("%s(): argument %d is not a constant", wf.name, k+1)
-			}
-			s, ok := cst.Value().(types.String)
-			if !ok {
-				return nil, fmt.Errorf("%s(): argument %d is not a string", wf.name, k+1)
-			}
-			vals[k] = string(s)
+		vals, err := constArgs(wf.name, call.Args())
+		if err != nil {
+			return nil, err
 		}
 		agg := Aggregate{Kind: wf.kind, Type: vals[0]}
 		if len(vals) == 3 {
@@ -478,5 +574,6 @@ func version(d *RuleDef) string {
 	for _, p := range o.Params {
 		w(p.Name, p.Expr.Src)
 	}
+	writePolicy(d, w)
 	return hex.EncodeToString(h.Sum(nil))[:12]
 }

@@ -68,11 +68,35 @@ func windowFuncByName(name string) (windowFunc, bool) {
 	return windowFunc{}, false
 }
 
+// contactFunc describes one contact-history function of the rule language.
+// Both return int.
+type contactFunc struct {
+	name   string
+	params []string // names of the parameters, for error messages
+}
+
+var contactFuncs = []contactFunc{
+	{"contacts", []string{"window"}},
+	{"offers", []string{"rule_id", "window"}},
+}
+
+func contactFuncByName(name string) (contactFunc, bool) {
+	for _, f := range contactFuncs {
+		if f.name == name {
+			return f, true
+		}
+	}
+	return contactFunc{}, false
+}
+
 const (
 	eventTypeName = "kairos.Event"
 	// windowsVar is the activation name of the per-event window reader. It is
 	// not declared to the checker, so rule text cannot name it.
 	windowsVar = "__kairos_windows"
+	// contactsVar is the activation name of the contact-history reader,
+	// hidden like windowsVar.
+	contactsVar = "__kairos_contacts"
 	// inputSizeBound is what cost estimation assumes for the size of input
 	// lists, maps and strings (profile and event attributes).
 	inputSizeBound = 1000
@@ -193,21 +217,31 @@ var env = sync.OnceValues(func() (*cel.Env, error) {
 		ext.Strings(),
 	}
 	for _, f := range windowFuncs {
-		args := make([]*cel.Type, len(f.params))
-		for i := range args {
-			args[i] = cel.StringType
-		}
-		id := "kairos_" + f.name
-		opts = append(opts, cel.Function(f.name, cel.Overload(id, args, f.result,
-			cel.FunctionBinding(func(...ref.Val) ref.Val {
-				return types.NewErr("%s: window functions are bound when a rule set is compiled", id)
-			}))))
+		opts = append(opts, plannedFunc(f.name, len(f.params), f.result))
+	}
+	for _, f := range contactFuncs {
+		opts = append(opts, plannedFunc(f.name, len(f.params), cel.IntType))
 	}
 	return cel.NewEnv(opts...)
 })
 
+// plannedFunc declares a function of n string arguments that the compiler's
+// decorator replaces when it plans a program; the binding is never called.
+func plannedFunc(name string, n int, result *cel.Type) cel.EnvOption {
+	args := make([]*cel.Type, n)
+	for i := range args {
+		args[i] = cel.StringType
+	}
+	id := "kairos_" + name
+	return cel.Function(name, cel.Overload(id, args, result,
+		cel.FunctionBinding(func(...ref.Val) ref.Val {
+			return types.NewErr("%s: bound when a rule set is compiled", id)
+		})))
+}
+
 // estimator bounds input sizes for static cost estimation and prices the
-// window functions (a binary search and a scan of the window).
+// window functions (a binary search and a scan of the window) and the
+// contact functions (a count over a short history).
 type estimator struct{}
 
 func (estimator) EstimateSize(checker.AstNode) *checker.SizeEstimate {
@@ -216,6 +250,9 @@ func (estimator) EstimateSize(checker.AstNode) *checker.SizeEstimate {
 
 func (estimator) EstimateCallCost(function, _ string, _ *checker.AstNode, _ []checker.AstNode) *checker.CallEstimate {
 	if _, ok := windowFuncByName(function); ok {
+		return &checker.CallEstimate{CostEstimate: checker.CostEstimate{Min: 1, Max: 20}}
+	}
+	if _, ok := contactFuncByName(function); ok {
 		return &checker.CallEstimate{CostEstimate: checker.CostEstimate{Min: 1, Max: 20}}
 	}
 	return nil

@@ -30,12 +30,26 @@ type Windows interface {
 	Value(i int) float64
 }
 
+// Contacts serves the customer's contact history at decision time: the
+// offers sent to the customer whose decided_at is within window before
+// Input.Now (now - window < decided_at <= now). Nil in Input means an empty
+// history. It serves contacts() and offers(); windows are positive and no
+// longer than the rule set's Horizon.
+type Contacts interface {
+	// Contacts returns the number of marketing offers sent within window.
+	Contacts(window time.Duration) int
+	// Offers returns the number of offers of the rule with Rule.Index rule,
+	// of any kind, sent within window.
+	Offers(rule int, window time.Duration) int
+}
+
 // Input is everything a rule sees.
 type Input struct {
-	Event   Event
-	Profile map[string]any // nil is an empty profile
-	Now     time.Time
-	Windows Windows
+	Event    Event
+	Profile  map[string]any // nil is an empty profile
+	Now      time.Time
+	Windows  Windows
+	Contacts Contacts // nil is an empty contact history
 }
 
 // Match is a rule whose condition held, with its evaluated parameters.
@@ -74,6 +88,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, in *Input, dst []Match) (match
 	}
 	a.now = types.Timestamp{Time: in.Now.UTC()}
 	a.windows = in.Windows
+	a.contacts = in.Contacts
 	defer a.reset()
 	for _, r := range list {
 		ok, err := e.when(ctx, r)
@@ -139,10 +154,11 @@ func (e *Evaluator) eval(ctx context.Context, p cel.Program, tracked bool) (ref.
 
 // activation resolves the rule language's variables for one event.
 type activation struct {
-	ev      eventVal
-	profile map[string]any
-	now     ref.Val
-	windows Windows
+	ev       eventVal
+	profile  map[string]any
+	now      ref.Val
+	windows  Windows
+	contacts Contacts
 }
 
 func (a *activation) ResolveName(name string) (any, bool) {
@@ -155,6 +171,8 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		return a.now, true
 	case windowsVar:
 		return a.windows, a.windows != nil
+	case contactsVar:
+		return a.contacts, a.contacts != nil
 	}
 	return nil, false
 }
@@ -191,6 +209,30 @@ func (w *windowCall) Eval(act interpreter.Activation) ref.Val {
 		return types.Duration{Duration: time.Duration(v * float64(time.Millisecond))}
 	}
 	return types.Double(v)
+}
+
+// contactCall is the planned form of a contacts() or offers() call: it
+// reads the contact history with a fixed window and rule index.
+type contactCall struct {
+	id     int64
+	rule   int // Rule.Index for offers(); -1 for contacts()
+	window time.Duration
+}
+
+func (c *contactCall) ID() int64 { return c.id }
+
+func (c *contactCall) Exec(f *interpreter.ExecutionFrame) ref.Val { return c.Eval(f) }
+
+func (c *contactCall) Eval(act interpreter.Activation) ref.Val {
+	raw, ok := act.ResolveName(contactsVar)
+	if !ok {
+		return types.IntZero
+	}
+	h := raw.(Contacts)
+	if c.rule < 0 {
+		return types.Int(h.Contacts(c.window))
+	}
+	return types.Int(h.Offers(c.rule, c.window))
 }
 
 // native converts a CEL value to plain Go values: string, int64, uint64,

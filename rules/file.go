@@ -40,6 +40,22 @@ type RuleDef struct {
 	Offer       OfferDef
 	Enabled     bool
 	Pos         Pos // where the rule's mapping starts
+
+	// The contact-policy fields. Package rules checks them; the engine's
+	// contact policy applies them.
+
+	// Kind is the kind of offer the rule makes (default Marketing).
+	Kind Kind
+	// Cooldown is the least time between two offers of the rule to one
+	// customer; 0 means none.
+	Cooldown time.Duration
+	// MaxPerCustomer caps the rule's offers to one customer; nil means no cap.
+	MaxPerCustomer *Limit
+	// Budget caps the rule's offers over all customers; nil means no budget.
+	Budget *Budget
+	// Holdout is the fraction, in [0, 1), of customers kept out of the
+	// rule's offers as a control group; nil means the policy's default.
+	Holdout *float64
 }
 
 // OfferDef is the offer part of a rule.
@@ -217,6 +233,13 @@ func (p *fileParser) rule(n *yaml.Node) *RuleDef {
 		},
 		"offer":   func(v *yaml.Node) { p.offer(v, r) },
 		"enabled": func(v *yaml.Node) { r.Enabled, _ = p.boolean(v, r.ID, "enabled") },
+		"kind":    func(v *yaml.Node) { p.kind(v, r) },
+		"cooldown": func(v *yaml.Node) {
+			r.Cooldown, _ = p.positiveDuration(v, r.ID, "cooldown")
+		},
+		"max_per_customer": func(v *yaml.Node) { p.maxPerCustomer(v, r) },
+		"budget":           func(v *yaml.Node) { p.budget(v, r) },
+		"holdout":          func(v *yaml.Node) { p.holdout(v, r) },
 	}, seen)
 	if seen["id"] == nil {
 		p.errorf(p.pos(n), "", "rule has no id")
@@ -272,16 +295,9 @@ func (p *fileParser) offer(n *yaml.Node, r *RuleDef) {
 			o.Priority = n
 		},
 		"ttl": func(v *yaml.Node) {
-			s, ok := p.str(v, r.ID, "offer.ttl")
-			if !ok {
-				return
+			if d, ok := p.positiveDuration(v, r.ID, "offer.ttl"); ok {
+				o.TTL = d
 			}
-			d, err := ParseDuration(s)
-			if err != nil || d <= 0 {
-				p.errorf(p.pos(v), r.ID, "offer.ttl: must be a positive duration such as \"24h\" or \"7d\"")
-				return
-			}
-			o.TTL = d
 		},
 		"params": func(v *yaml.Node) {
 			if v.Kind != yaml.MappingNode {

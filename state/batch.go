@@ -2,8 +2,10 @@ package state
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -38,10 +40,10 @@ type put struct {
 	id  string
 }
 
-// Batch collects the writes of one atomic Commit: customer records, outbox
-// entries and their deletion, and the applied watermark. Encoded keys and
-// values live in an arena reused across batches. A Batch is used by one
-// goroutine; Reset it after Commit.
+// Batch collects the writes of one atomic Commit: customer records, the
+// due index, counters, outbox entries and their deletion, and the applied
+// watermark. Encoded keys and values live in an arena reused across
+// batches. A Batch is used by one goroutine; Reset it after Commit.
 type Batch struct {
 	s          *Store
 	arena      []byte
@@ -54,6 +56,7 @@ type Batch struct {
 
 	enc     *msgpack.Encoder
 	entries []badger.Entry
+	strs    strTable // policy record string table
 }
 
 // NewBatch returns an empty, reusable batch.
@@ -79,10 +82,12 @@ func (w arenaWriter) WriteByte(c byte) error {
 }
 
 // Put encodes c now: its window record under c/<id> when the windows
-// changed and its profile under p/<id> when the profile changed (an empty
-// profile deletes the key). It is a no-op when c is not dirty. Put again
-// after further changes; the last Put of a customer wins. Commit clears the
-// dirty flags.
+// changed, its profile under p/<id> when the profile changed (an empty
+// profile deletes the key), and its policy record under k/<id> when the
+// policy changed (an empty one deletes the key), together with the due
+// index keys q/... of the deferred offers added and removed since the last
+// Commit. It is a no-op when c is not dirty. Put again after further
+// changes; the last Put of a customer wins. Commit clears the dirty flags.
 func (b *Batch) Put(c *Customer) {
 	if !c.Dirty() {
 		return
@@ -134,6 +139,88 @@ func (b *Batch) Put(c *Customer) {
 		o.v1 = len(b.arena)
 		b.ops = append(b.ops, o)
 	}
+	if c.policyDirty {
+		b.putPolicy(c, slot)
+	}
+}
+
+// putPolicy writes the policy record of c and the due index difference
+// between c.due (committed) and the current deferred offers.
+func (b *Batch) putPolicy(c *Customer, slot int) {
+	o := op{kind: opSet, customerSlot: slot}
+	o.k0 = len(b.arena)
+	b.arena = append(append(b.arena, prefixPolicy...), c.id...)
+	o.k1 = len(b.arena)
+	o.v0 = o.k1
+	if c.pol.empty() {
+		o.kind = opDelete
+	} else {
+		b.arena = appendPolicy(b.arena, &c.pol, &b.strs)
+	}
+	o.v1 = len(b.arena)
+	b.ops = append(b.ops, o)
+
+	c.duePut = dueRefs(c.duePut, c.pol.deferred)
+	c.duePending = true
+	if strings.IndexByte(c.id, 0) >= 0 {
+		// The key could not be split back; such a customer has no due
+		// index entries, and every deletion below would be a no-op.
+		if len(c.duePut) > 0 {
+			b.s.log.Error("customer id contains a NUL byte; its deferred offers are not indexed", "customer", c.id)
+		}
+		c.duePut = c.duePut[:0]
+		return
+	}
+	// Merge the two sorted lists.
+	old, cur := c.due, c.duePut
+	for len(old) > 0 || len(cur) > 0 {
+		switch {
+		case len(cur) == 0 || len(old) > 0 && cmpDueRef(old[0], cur[0]) < 0:
+			b.dueOp(opDelete, c.id, old[0], slot)
+			old = old[1:]
+		case len(old) == 0 || cmpDueRef(old[0], cur[0]) > 0:
+			b.dueOp(opSet, c.id, cur[0], slot)
+			cur = cur[1:]
+		default:
+			old, cur = old[1:], cur[1:]
+		}
+	}
+}
+
+func (b *Batch) dueOp(kind opKind, customerID string, r dueRef, slot int) {
+	o := op{kind: kind, customerSlot: slot}
+	o.k0 = len(b.arena)
+	b.arena = appendDueKey(b.arena, r.release, customerID, r.id)
+	o.k1 = len(b.arena)
+	o.v0, o.v1 = o.k1, o.k1
+	b.ops = append(b.ops, o)
+}
+
+func cmpDueRef(a, b dueRef) int {
+	switch {
+	case a.release < b.release:
+		return -1
+	case a.release > b.release:
+		return 1
+	}
+	return strings.Compare(a.id, b.id)
+}
+
+// SetCounter writes v under n/<name> (8-byte big-endian); v == 0 deletes
+// the key. The last SetCounter of a name in a batch wins.
+func (b *Batch) SetCounter(name string, v int64) {
+	o := op{kind: opSet, customerSlot: -1}
+	o.k0 = len(b.arena)
+	b.arena = append(append(b.arena, prefixCounter...), name...)
+	o.k1 = len(b.arena)
+	o.v0 = o.k1
+	if v == 0 {
+		o.kind = opDelete
+	} else {
+		b.arena = binary.BigEndian.AppendUint64(b.arena, uint64(v))
+	}
+	o.v1 = len(b.arena)
+	b.ops = append(b.ops, o)
 }
 
 // AddOutbox writes value under o/<key>. Both are copied.
@@ -210,8 +297,16 @@ func (s *Store) Commit(b *Batch) error {
 	}
 	for i := range b.puts {
 		p := &b.puts[i]
-		if p.c.gen == p.gen && p.c.id == p.id {
-			p.c.windowDirty, p.c.profileDirty = false, false
+		if p.c.id != p.id {
+			continue
+		}
+		if p.c.gen == p.gen {
+			p.c.windowDirty, p.c.profileDirty, p.c.policyDirty = false, false, false
+		}
+		if p.c.duePending {
+			// The index now holds what Put wrote, whatever changed since.
+			p.c.due, p.c.duePut = p.c.duePut, p.c.due[:0]
+			p.c.duePending = false
 		}
 	}
 	for _, sh := range s.shards {

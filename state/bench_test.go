@@ -84,3 +84,38 @@ func BenchmarkCommitBatch(b *testing.B) {
 		batch.Reset()
 	}
 }
+
+// BenchmarkAddContactCount is the contact-policy hot path for one offer on
+// a cached customer: a cache-hit Load, AddContact (one every 3h, kept a
+// week, so about 56 contacts in steady state) and three CountContacts
+// (daily marketing cap, weekly per rule, weekly per channel).
+func BenchmarkAddContactCount(b *testing.B) {
+	s := statetest.Open(b, state.Options{GCInterval: -1})
+	sh := s.Shard(0)
+	rules := []string{"welcome", "winback", "upsell"}
+	channels := []string{"email", "sms"}
+	const week = 7 * 24 * time.Hour
+	ts := t0
+	warm := load(b, sh, "alice")
+	for i := range 1000 {
+		ts += 3 * hour
+		warm.AddContact(state.Contact{TS: ts, Rule: rules[i%3], Channel: channels[i%2]}, week)
+	}
+	n := 0
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		ts += 3 * hour
+		c, err := sh.Load("alice")
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.AddContact(state.Contact{TS: ts, Rule: rules[i%3], Channel: channels[i%2], Kind: uint8(i % 2)}, week)
+		n += c.CountContacts(ts-24*hour, 0, "", "")
+		n += c.CountContacts(ts-7*24*hour, -1, rules[i%3], "")
+		n += c.CountContacts(ts-7*24*hour, -1, "", channels[i%2])
+	}
+	if n == 0 {
+		b.Fatal("no contacts counted")
+	}
+}

@@ -1,9 +1,11 @@
 package state
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
+	"strings"
 )
 
 // Keys. See doc.go for the layout.
@@ -11,6 +13,9 @@ const (
 	prefixCustomer = "c/"
 	prefixProfile  = "p/"
 	prefixOutbox   = "o/"
+	prefixPolicy   = "k/"
+	prefixDue      = "q/"
+	prefixCounter  = "n/"
 	keyApplied     = "m/applied"
 	keySchema      = "m/schema"
 )
@@ -24,6 +29,9 @@ const windowVersion = 1
 
 // watermarkVersion is the first byte of the m/applied record.
 const watermarkVersion = 1
+
+// policyVersion is the first byte of a policy record.
+const policyVersion = 1
 
 func corruptf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
@@ -79,6 +87,14 @@ type decoder struct {
 func (d *decoder) fail(what string) {
 	if d.err == nil {
 		d.err = corruptf("%s at byte %d", what, len(d.b))
+	}
+	d.b = nil
+}
+
+// failf records a problem that is not about running out of bytes.
+func (d *decoder) failf(format string, args ...any) {
+	if d.err == nil {
+		d.err = corruptf(format, args...)
 	}
 	d.b = nil
 }
@@ -260,4 +276,341 @@ func decodeWatermark(data []byte) (Watermark, error) {
 		return Watermark{}, corruptf("%d trailing bytes", len(d.b))
 	}
 	return Watermark{Stream: string(stream), StreamCreated: int64(created), Seq: seq}, nil
+}
+
+// strTable collects the distinct strings of a policy record, in order of
+// first use, while encoding. Reused across records.
+type strTable struct {
+	idx  map[string]uint64
+	strs []string
+}
+
+func (t *strTable) reset() {
+	clear(t.idx)
+	clear(t.strs)
+	t.strs = t.strs[:0]
+}
+
+func (t *strTable) add(s string) {
+	if t.idx == nil {
+		t.idx = make(map[string]uint64)
+	}
+	if _, ok := t.idx[s]; !ok {
+		t.idx[s] = uint64(len(t.strs))
+		t.strs = append(t.strs, s)
+	}
+}
+
+func (t *strTable) appendRef(dst []byte, s string) []byte {
+	return binary.AppendUvarint(dst, t.idx[s])
+}
+
+// appendPolicy appends the policy record of p to dst, using t (reset here)
+// as scratch:
+//
+//	version byte (1)
+//	uvarint string count, then per string uvarint len + bytes: the
+//	  table of rule ids, channels, outcomes and reasons, referred to
+//	  below as uvarint indexes ("ref")
+//	uvarint len + ids: the deferred IDs, then the decision OfferIDs and
+//	  EventIDs, concatenated in the order they appear below
+//	uvarint len + data: the deferred Data, concatenated
+//	uvarint contact count, then per contact: TS (the first as a zigzag
+//	  varint, then uvarint deltas to the previous), rule ref, channel
+//	  ref, kind byte
+//	uvarint total count, then per total (sorted by rule): rule ref,
+//	  zigzag varint n (never 0)
+//	uvarint deferred count, then per offer (sorted by Release, ID):
+//	  uvarint ID length, zigzag varint Release, zigzag varint Expires,
+//	  uvarint Data length
+//	uvarint decision count, then per decision (oldest first): zigzag
+//	  varint TS minus the previous TS (the first minus 0, both modulo
+//	  2^64), rule ref, uvarint OfferID length, uvarint EventID length,
+//	  outcome ref, reason ref, channel ref
+//
+// The lengths take their bytes from ids and data in turn, which they must
+// use up exactly. Decoding then allocates one string for all ids and one
+// slice for all data instead of one per entry.
+func appendPolicy(dst []byte, p *policy, t *strTable) []byte {
+	contacts, decisions := p.contacts[p.coff:], p.decisions[p.doff:]
+	t.reset()
+	for i := range contacts {
+		t.add(contacts[i].Rule)
+		t.add(contacts[i].Channel)
+	}
+	for i := range p.totals {
+		t.add(p.totals[i].rule)
+	}
+	for i := range decisions {
+		d := &decisions[i]
+		t.add(d.Rule)
+		t.add(d.Outcome)
+		t.add(d.Reason)
+		t.add(d.Channel)
+	}
+	dst = append(dst, policyVersion)
+	dst = binary.AppendUvarint(dst, uint64(len(t.strs)))
+	for _, s := range t.strs {
+		dst = binary.AppendUvarint(dst, uint64(len(s)))
+		dst = append(dst, s...)
+	}
+
+	ids, data := 0, 0
+	for i := range p.deferred {
+		ids += len(p.deferred[i].ID)
+		data += len(p.deferred[i].Data)
+	}
+	for i := range decisions {
+		ids += len(decisions[i].OfferID) + len(decisions[i].EventID)
+	}
+	dst = binary.AppendUvarint(dst, uint64(ids))
+	for i := range p.deferred {
+		dst = append(dst, p.deferred[i].ID...)
+	}
+	for i := range decisions {
+		dst = append(append(dst, decisions[i].OfferID...), decisions[i].EventID...)
+	}
+	dst = binary.AppendUvarint(dst, uint64(data))
+	for i := range p.deferred {
+		dst = append(dst, p.deferred[i].Data...)
+	}
+
+	dst = binary.AppendUvarint(dst, uint64(len(contacts)))
+	for i := range contacts {
+		ct := &contacts[i]
+		if i == 0 {
+			dst = binary.AppendVarint(dst, ct.TS)
+		} else {
+			dst = binary.AppendUvarint(dst, uint64(ct.TS)-uint64(contacts[i-1].TS))
+		}
+		dst = t.appendRef(dst, ct.Rule)
+		dst = t.appendRef(dst, ct.Channel)
+		dst = append(dst, ct.Kind)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(p.totals)))
+	for i := range p.totals {
+		dst = t.appendRef(dst, p.totals[i].rule)
+		dst = binary.AppendVarint(dst, p.totals[i].n)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(p.deferred)))
+	for i := range p.deferred {
+		d := &p.deferred[i]
+		dst = binary.AppendUvarint(dst, uint64(len(d.ID)))
+		dst = binary.AppendVarint(dst, d.Release)
+		dst = binary.AppendVarint(dst, d.Expires)
+		dst = binary.AppendUvarint(dst, uint64(len(d.Data)))
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(decisions)))
+	prev := int64(0)
+	for i := range decisions {
+		d := &decisions[i]
+		dst = binary.AppendVarint(dst, d.TS-prev)
+		prev = d.TS
+		dst = t.appendRef(dst, d.Rule)
+		dst = binary.AppendUvarint(dst, uint64(len(d.OfferID)))
+		dst = binary.AppendUvarint(dst, uint64(len(d.EventID)))
+		dst = t.appendRef(dst, d.Outcome)
+		dst = t.appendRef(dst, d.Reason)
+		dst = t.appendRef(dst, d.Channel)
+	}
+	return dst
+}
+
+// decodePolicy replaces p with the record in data, reusing p's arrays and
+// interning the table strings with in (nil: allocate). data is not
+// retained. It never panics; on error p is left empty.
+func decodePolicy(p *policy, data []byte, in *interner) error {
+	p.reset()
+	err := decodePolicyInto(p, data, in)
+	if err != nil {
+		p.reset()
+	}
+	return err
+}
+
+func decodePolicyInto(p *policy, data []byte, in *interner) error {
+	d := decoder{b: data}
+	if v := d.byte("version"); d.err == nil && v != policyVersion {
+		return corruptf("unknown policy record version %d", v)
+	}
+	// count reads an element count; every element takes at least min bytes.
+	count := func(what string, min uint64) int {
+		n := d.uvarint(what)
+		if d.err == nil && n > uint64(len(d.b))/min {
+			d.failf("%s %d exceeds record size", what, n)
+			return 0
+		}
+		return int(n)
+	}
+	var tab []string
+	if in != nil {
+		tab = in.tab[:0]
+		defer func() { clear(tab); in.tab = tab[:0] }()
+	}
+	ns := count("string count", 1)
+	for range ns {
+		b := d.bytes("string")
+		if d.err != nil {
+			return d.err
+		}
+		tab = append(tab, in.bytes(b))
+	}
+	ref := func(what string) string {
+		i := d.uvarint(what)
+		if d.err != nil {
+			return ""
+		}
+		if i >= uint64(len(tab)) {
+			d.failf("%s %d outside the string table of %d", what, i, len(tab))
+			return ""
+		}
+		return tab[i]
+	}
+	ids := string(d.bytes("ids"))
+	var blob []byte
+	if b := d.bytes("data"); len(b) > 0 {
+		blob = append([]byte(nil), b...)
+	}
+	// id and dataOf take the next n bytes of ids and blob.
+	id := func(what string) string {
+		n := d.uvarint(what)
+		if d.err != nil {
+			return ""
+		}
+		if n > uint64(len(ids)) {
+			d.failf("%s of %d bytes beyond the %d left", what, n, len(ids))
+			return ""
+		}
+		v := ids[:n]
+		ids = ids[n:]
+		return v
+	}
+	dataOf := func(what string) []byte {
+		n := d.uvarint(what)
+		if d.err != nil || n == 0 {
+			return nil
+		}
+		if n > uint64(len(blob)) {
+			d.failf("%s of %d bytes beyond the %d left", what, n, len(blob))
+			return nil
+		}
+		v := blob[:n:n]
+		blob = blob[n:]
+		return v
+	}
+
+	n := count("contact count", 4)
+	var ts int64
+	for i := 0; i < n && d.err == nil; i++ {
+		if i == 0 {
+			ts = d.varint("contact timestamp")
+		} else {
+			delta := d.uvarint("contact timestamp delta")
+			if d.err == nil && delta > uint64(math.MaxInt64)-uint64(ts) {
+				return corruptf("contact timestamp overflow")
+			}
+			ts += int64(delta)
+		}
+		ct := Contact{TS: ts}
+		ct.Rule = ref("contact rule")
+		ct.Channel = ref("contact channel")
+		ct.Kind = d.byte("contact kind")
+		p.contacts = append(p.contacts, ct)
+	}
+
+	n = count("total count", 2)
+	for i := 0; i < n && d.err == nil; i++ {
+		t := ruleTotal{rule: ref("total rule"), n: d.varint("total")}
+		if d.err != nil {
+			break
+		}
+		if t.n == 0 {
+			return corruptf("total of rule %q is 0", t.rule)
+		}
+		if i > 0 && strings.Compare(p.totals[i-1].rule, t.rule) >= 0 {
+			return corruptf("totals not sorted at %q", t.rule)
+		}
+		p.totals = append(p.totals, t)
+	}
+
+	n = count("deferred count", 4)
+	var seen map[string]struct{}
+	if n > 16 {
+		seen = make(map[string]struct{}, n)
+	}
+	for i := 0; i < n && d.err == nil; i++ {
+		df := Deferred{ID: id("deferred id")}
+		df.Release = d.varint("deferred release")
+		df.Expires = d.varint("deferred expiry")
+		df.Data = dataOf("deferred data")
+		if d.err != nil {
+			break
+		}
+		if i > 0 && cmpDeferred(p.deferred[i-1], df) >= 0 {
+			return corruptf("deferred offers not sorted at %q", df.ID)
+		}
+		dup := false
+		if seen != nil {
+			_, dup = seen[df.ID]
+			seen[df.ID] = struct{}{}
+		} else {
+			for j := range p.deferred {
+				dup = dup || p.deferred[j].ID == df.ID
+			}
+		}
+		if dup {
+			return corruptf("duplicate deferred offer %q", df.ID)
+		}
+		p.deferred = append(p.deferred, df)
+	}
+
+	n = count("decision count", 7)
+	ts = 0
+	for i := 0; i < n && d.err == nil; i++ {
+		ts += d.varint("decision timestamp")
+		dc := Decision{TS: ts}
+		dc.Rule = ref("decision rule")
+		dc.OfferID = id("decision offer id")
+		dc.EventID = id("decision event id")
+		dc.Outcome = ref("decision outcome")
+		dc.Reason = ref("decision reason")
+		dc.Channel = ref("decision channel")
+		p.decisions = append(p.decisions, dc)
+	}
+	if d.err != nil {
+		return d.err
+	}
+	if len(d.b) > 0 {
+		return corruptf("%d trailing bytes", len(d.b))
+	}
+	if len(ids) > 0 || len(blob) > 0 {
+		return corruptf("%d id bytes and %d data bytes unused", len(ids), len(blob))
+	}
+	return nil
+}
+
+// appendDueKey appends the due index key of a deferred offer:
+// q/<release><customer id>\x00<offer id>, the release as 8 big-endian bytes
+// with the sign bit flipped, so that keys sort by release also across 0.
+func appendDueKey(dst []byte, release int64, customerID, offerID string) []byte {
+	dst = append(dst, prefixDue...)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(release)^(1<<63))
+	dst = append(dst, customerID...)
+	dst = append(dst, 0)
+	return append(dst, offerID...)
+}
+
+// parseDueKey splits a due index key (with its prefix) at the first NUL
+// after the release.
+func parseDueKey(key []byte) (DueEntry, error) {
+	rest, ok := bytes.CutPrefix(key, []byte(prefixDue))
+	if !ok || len(rest) < 8 {
+		return DueEntry{}, corruptf("due index key %q too short", key)
+	}
+	release := int64(binary.BigEndian.Uint64(rest) ^ (1 << 63))
+	cust, offer, ok := strings.Cut(string(rest[8:]), "\x00")
+	if !ok {
+		return DueEntry{}, corruptf("due index key %q has no NUL separator", key)
+	}
+	return DueEntry{Customer: cust, OfferID: offer, Release: release}, nil
 }

@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-var updateSeeds = flag.Bool("update-seeds", false, "rewrite testdata/fuzz/FuzzDecodeCustomer from real encodings")
+var updateSeeds = flag.Bool("update-seeds", false, "rewrite the seed corpora under testdata/fuzz from real encodings")
 
 func newTestCustomer() *Customer {
 	return &Customer{profile: map[string]any{}, maxEntries: DefaultMaxSeriesEntries}

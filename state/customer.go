@@ -4,10 +4,11 @@ import (
 	"math"
 )
 
-// Customer is the decoded state of one customer: profile and window series.
-// It belongs to the Shard that loaded it and is used by that shard's
-// goroutine only. A *Customer stays valid until the next Store.Commit or
-// Store.Invalidate; after that, Load it again.
+// Customer is the decoded state of one customer: profile, window series and
+// contact policy. It belongs to the Shard that loaded it and is used by that
+// shard's goroutine only. A *Customer stays valid until the next
+// Store.Commit or Store.Invalidate; after that, Load it again. A customer
+// from Store.Snapshot belongs to no shard and to the caller.
 type Customer struct {
 	id      string
 	profile map[string]any
@@ -15,8 +16,16 @@ type Customer struct {
 	// nil after decoding, before the first Apply or Value.
 	plan   *Plan
 	series []series
+	pol    policy
 
-	windowDirty, profileDirty bool
+	// due is the due index as committed: the refs of the deferred offers
+	// of the stored k/ record, in key order. Put writes the difference to
+	// the current deferred offers and keeps them in duePut; a successful
+	// Commit makes duePut the new due.
+	due, duePut []dueRef
+	duePending  bool
+
+	windowDirty, profileDirty, policyDirty bool
 	// gen counts changes; Commit clears the dirty flags only when gen has
 	// not moved since Put. It is never reset, also not on recycling.
 	gen uint64
@@ -72,7 +81,7 @@ func (c *Customer) MergeProfile(attrs map[string]any) {
 
 // Dirty reports whether the customer changed since it was loaded or last
 // committed.
-func (c *Customer) Dirty() bool { return c.windowDirty || c.profileDirty }
+func (c *Customer) Dirty() bool { return c.windowDirty || c.profileDirty || c.policyDirty }
 
 // Apply adds the event (type typ at tsMillis, event time in Unix ms) to
 // every series of p it belongs to, and marks the customer dirty when a
@@ -268,7 +277,12 @@ func (c *Customer) reset() {
 		*s = series{ts: s.ts[:0], num: s.num[:0], hash: s.hash[:0]}
 	}
 	c.series = c.series[:0]
-	c.windowDirty, c.profileDirty = false, false
+	c.pol.reset()
+	clear(c.due)
+	c.due = c.due[:0]
+	clear(c.duePut)
+	c.duePut, c.duePending = c.duePut[:0], false
+	c.windowDirty, c.profileDirty, c.policyDirty = false, false, false
 	c.gen++
 }
 

@@ -1,6 +1,7 @@
-// Package state keeps the per-customer state of the Kairos engine — profile
-// and sliding-window event history — in Badger, with a decoded in-memory
-// cache in front, and commits each engine batch atomically.
+// Package state keeps the per-customer state of the Kairos engine — profile,
+// sliding-window event history and contact policy — in Badger, with a
+// decoded in-memory cache in front, and commits each engine batch
+// atomically.
 //
 // # Pipeline
 //
@@ -8,13 +9,15 @@
 // same shard. For each event a worker calls Shard.Load, Customer.Apply, then
 // Customer.Value for the aggregates its rules need, and Batch.Put. The
 // committing goroutine then adds outbox entries, deletions of published
-// outbox entries and the applied watermark to the Batch and calls
+// outbox entries, counters and the applied watermark to the Batch and calls
 // Store.Commit: one Badger transaction, so that after kill -9 the store holds
 // either all of a batch or none of it, and the watermark says which. Commit
 // and Invalidate run while no Shard is in use (between batches). A
 // *Customer stays valid until the next Commit or Invalidate.
 //
-// On a cache hit, Load, Apply and Value neither allocate nor lock.
+// On a cache hit, Load, Apply and Value neither allocate nor lock, and
+// neither do AddContact and CountContacts once the contact list has
+// reached its steady size.
 //
 // # Windows
 //
@@ -56,15 +59,78 @@
 // are dropped (and so not written again), new series start empty. Using the
 // same plan as last time costs one pointer comparison.
 //
+// # Contact policy
+//
+// The engine decides frequency caps, cooldowns, per-rule limits, quiet
+// hours and budgets; state stores what those decisions need, in the policy
+// record of the customer, committed with the batch like the windows:
+//
+//   - Contacts: the offers sent (time, rule, channel, kind), in time order,
+//     for caps, cooldowns and the contacts()/offers() rule functions.
+//     AddContact takes the retention from the engine: contacts with
+//     TS <= newest-retention are dropped (retention <= 0 keeps all), and at
+//     most MaxSeriesEntries are kept. CountContacts counts those with
+//     TS > since — a contact exactly at since is out — by binary search.
+//   - Rule totals: the lifetime number of offers per rule (max per
+//     customer). A total of 0 is not stored.
+//   - Deferred offers: offers held back by quiet hours, by release time,
+//     with an expiry and engine-encoded data.
+//   - Decisions: a ring of the last decisions, for explain; the engine
+//     passes its length.
+//
+// Rule ids, channels, outcomes and reasons repeat across customers: each
+// shard interns them (at most 4096 strings, then it starts over), so
+// decoding a record allocates one string for its other ids and one slice
+// for the deferred data, not one per entry. Every change marks the policy
+// record dirty; Dirty covers it, and Put writes it when it is.
+//
+// # Due index
+//
+// Store.DueDeferred finds the deferred offers whose release has come
+// without loading customers: Batch.Put writes a key q/... for each
+// deferred offer added since the customer was loaded or last committed,
+// and deletes the key of each one removed. Each customer keeps the offers
+// the index holds for it (as of its k/ record); Put writes the difference
+// and a successful Commit makes it the new state. Invariant: the index
+// holds exactly one key per deferred offer of the stored k/ records,
+// since it is only ever written in the transaction that writes the k/
+// record. A failed Commit writes neither; after Invalidate the customer
+// is read back with the offers the index holds. Customer ids containing a
+// NUL byte cannot be told apart in an index key: their offers are stored
+// but not indexed (and an error is logged).
+//
+// # Counters
+//
+// Batch.SetCounter sets a named int64 (per-rule budgets) in the same
+// transaction; 0 deletes it. Store.Counters reads them by name prefix.
+//
+// # Snapshot
+//
+// Store.Snapshot reads c/, p/ and k/ of a customer in one read
+// transaction into a new Customer of no shard: it sees the last commit,
+// not what a shard holds uncommitted, and touches no cache, shard,
+// interner or metric, so it is safe on any goroutine while the engine
+// runs. The snapshot belongs to the caller. DueDeferred and Counters also
+// only read Badger.
+//
 // # Keys
 //
 //	c/<customer id>  window record, with Badger TTL longest retention + 24h
 //	p/<customer id>  profile: msgpack map[string]any (absent when empty)
+//	k/<customer id>  policy record, no TTL (absent when empty)
+//	q/<release><customer id>\x00<offer id>
+//	                 due index of deferred offers, empty value; release
+//	                 is 8 bytes big-endian with the sign bit flipped, so
+//	                 keys sort by release (then customer and offer id)
+//	n/<name>         counter, int64 as 8 bytes big-endian (absent when 0)
 //	o/<engine key>   outbox entry, opaque value written by the engine
 //	m/applied        watermark: version 1, uvarint len + stream name,
 //	                 int64 LE stream creation (Unix ns), uint64 LE sequence
 //	m/schema         one byte, the schema version (1); Open writes it into a
 //	                 new store and refuses a newer one with ErrSchema
+//
+// The k/, q/ and n/ keys came later within schema 1: a store written
+// before has none of them, and its customers load with an empty policy.
 //
 // The window record is: version byte 1; uvarint series count; per series
 // uvarint length + type, uvarint length + attribute, kind byte (1 none,
@@ -72,6 +138,25 @@
 // first timestamp, n-1 uvarint deltas, then n little-endian float64 values
 // or uint64 hashes. The decoder rejects anything else with ErrCorrupt
 // naming the key; it never panics.
+//
+// The policy record is: version byte 1; a string table (uvarint count,
+// then uvarint length + bytes each) of the rule ids, channels, outcomes
+// and reasons, referred to below by uvarint index; uvarint length + the
+// concatenated deferred ids, decision offer ids and event ids; uvarint
+// length + the concatenated deferred data; uvarint contact count, per
+// contact the time (zigzag varint first, then uvarint deltas), rule,
+// channel and kind byte; uvarint total count, per total (sorted by rule)
+// the rule and a zigzag varint; uvarint deferred count, per offer (sorted
+// by release, then id) the id length, zigzag varint release and expiry,
+// and data length; uvarint decision count, per decision (oldest first) a
+// zigzag varint time delta to the previous, rule, offer and event id
+// lengths, outcome, reason and channel. Its decoder likewise checks every
+// count, index, length and order, and never panics.
+//
+// The k/ record has no TTL: it holds lifetime totals and pending offers.
+// Contacts older than the retention are dropped by the next AddContact
+// and decisions beyond the ring by the next AddDecision; the record of a
+// customer who got no offers for long keeps its last state.
 //
 // # Cache
 //

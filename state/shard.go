@@ -35,6 +35,7 @@ type Shard struct {
 	free    []*Customer // recyclable now
 
 	scratch map[uint64]struct{} // Distinct over large windows
+	in      interner            // rule ids, channels, ... of policy records
 	key     []byte
 	dec     *msgpack.Decoder
 	rd      bytes.Reader
@@ -51,8 +52,8 @@ func newShard(s *Store, capacity int) *Shard {
 	return sh
 }
 
-// Load returns the customer, from the cache or else read from Badger (c/<id>
-// and p/<id> in one read transaction). An unknown customer is an empty
+// Load returns the customer, from the cache or else read from Badger (c/<id>,
+// p/<id> and k/<id> in one read transaction). An unknown customer is an empty
 // Customer, not an error. A cache hit neither allocates nor locks.
 func (sh *Shard) Load(customerID string) (*Customer, error) {
 	if sh.store.closed.Load() {
@@ -89,30 +90,51 @@ func (sh *Shard) Load(customerID string) (*Customer, error) {
 
 func (sh *Shard) read(c *Customer) error {
 	return sh.store.db.View(func(txn *badger.Txn) error {
-		sh.key = append(append(sh.key[:0], prefixCustomer...), c.id...)
-		item, err := txn.Get(sh.key)
-		switch {
-		case errors.Is(err, badger.ErrKeyNotFound):
-		case err != nil:
-			return fmt.Errorf("state: load %q: %w", sh.key, err)
-		default:
-			if err := item.Value(func(v []byte) error { return decodeWindow(c, v) }); err != nil {
-				return fmt.Errorf("state: load %q: %w", sh.key, err)
-			}
-		}
-		sh.key = append(append(sh.key[:0], prefixProfile...), c.id...)
-		item, err = txn.Get(sh.key)
-		switch {
-		case errors.Is(err, badger.ErrKeyNotFound):
-			return nil
-		case err != nil:
-			return fmt.Errorf("state: load %q: %w", sh.key, err)
-		}
-		if err := item.Value(func(v []byte) error { return sh.decodeProfile(c.profile, v) }); err != nil {
-			return fmt.Errorf("state: load %q: %w", sh.key, err)
-		}
-		return nil
+		var err error
+		sh.key, _, err = readCustomer(txn, c, sh.key, sh)
+		return err
 	})
+}
+
+// readCustomer reads the records of c.id in txn into the empty c, with key
+// as scratch. sh decodes the profile and interns the policy strings; nil
+// (Snapshot) allocates instead. found tells whether any record exists.
+func readCustomer(txn *badger.Txn, c *Customer, key []byte, sh *Shard) (_ []byte, found bool, err error) {
+	for _, prefix := range [...]string{prefixCustomer, prefixProfile, prefixPolicy} {
+		key = append(append(key[:0], prefix...), c.id...)
+		item, err := txn.Get(key)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			continue
+		}
+		if err == nil {
+			found = true
+			err = item.Value(func(v []byte) error {
+				switch prefix {
+				case prefixCustomer:
+					return decodeWindow(c, v)
+				case prefixProfile:
+					if sh == nil {
+						return decodeProfileBytes(c.profile, v)
+					}
+					return sh.decodeProfile(c.profile, v)
+				default:
+					var in *interner
+					if sh != nil {
+						in = &sh.in
+					}
+					if err := decodePolicy(&c.pol, v, in); err != nil {
+						return err
+					}
+					c.due = dueRefs(c.due, c.pol.deferred)
+					return nil
+				}
+			})
+		}
+		if err != nil {
+			return key, found, fmt.Errorf("state: load %q: %w", key, err)
+		}
+	}
+	return key, found, nil
 }
 
 // decodeProfile decodes a msgpack map with string keys into m.

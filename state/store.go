@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -51,7 +52,8 @@ const (
 
 // Store is the Badger-backed state of all customers. Its methods other than
 // Shard's are called by the engine's committing goroutine; Commit and
-// Invalidate run while no Shard is in use.
+// Invalidate run while no Shard is in use. Snapshot, DueDeferred and
+// Counters only read Badger and may run on any goroutine.
 type Store struct {
 	opts    Options
 	db      *badger.DB
@@ -284,6 +286,105 @@ func (s *Store) Profile(customerID string) (profile map[string]any, ok bool, err
 		return nil, false, fmt.Errorf("state: read %q: %w", key, err)
 	}
 	return profile, ok, nil
+}
+
+// DueEntry is a deferred offer whose release time has come.
+type DueEntry struct {
+	Customer, OfferID string
+	Release           int64 // unix ms
+}
+
+// DueDeferred returns up to limit deferred offers with Release <= now, in
+// release order (then customer id, then offer id), from the committed due
+// index; none when limit <= 0. The engine then loads those customers
+// through their Shard, decides, calls RemoveDeferred, Puts and commits,
+// which removes the entries. It reads Badger only and may run on any
+// goroutine.
+func (s *Store) DueDeferred(now int64, limit int) ([]DueEntry, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	var out []DueEntry
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixDue)})
+		defer it.Close()
+		for it.Rewind(); it.Valid() && len(out) < limit; it.Next() {
+			e, err := parseDueKey(it.Item().Key())
+			if err != nil {
+				return err
+			}
+			if e.Release > now {
+				break
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state: read due index: %w", err)
+	}
+	return out, nil
+}
+
+// Counters returns the committed counters (Batch.SetCounter) whose name
+// starts with prefix, by name. It reads Badger only and may run on any
+// goroutine.
+func (s *Store) Counters(prefix string) (map[string]int64, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	out := make(map[string]int64)
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixCounter + prefix), PrefetchValues: true, PrefetchSize: 100})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			err := item.Value(func(v []byte) error {
+				if len(v) != 8 {
+					return corruptf("counter of %d bytes", len(v))
+				}
+				out[string(item.Key()[len(prefixCounter):])] = int64(binary.BigEndian.Uint64(v))
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("state: read %q: %w", item.Key(), err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Snapshot reads the customer's committed state (c/, p/ and k/ in one read
+// transaction) from Badger into a new Customer that belongs to no shard:
+// safe to call from any goroutine while the engine runs, it never touches
+// the caches, the shards or the metrics. What is cached but not yet
+// committed is not in it. ok is false, and c nil, when nothing is stored
+// for the id.
+//
+// The snapshot belongs to the caller (one goroutine at a time): Profile,
+// Value (with any Plan), Contacts, CountContacts, RuleTotal, Deferred and
+// Decisions work on it. Do not Put it.
+func (s *Store) Snapshot(customerID string) (c *Customer, ok bool, err error) {
+	if s.closed.Load() {
+		return nil, false, ErrClosed
+	}
+	c = &Customer{id: customerID, profile: make(map[string]any), maxEntries: s.opts.MaxSeriesEntries}
+	err = s.db.View(func(txn *badger.Txn) error {
+		var err error
+		_, ok, err = readCustomer(txn, c, nil, nil)
+		return err
+	})
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	return c, true, nil
 }
 
 // Sizes returns the sizes of Badger's LSM tree and value log in bytes, as

@@ -23,6 +23,7 @@ Usage:
   kairos offers tail [--channel CH] [--all]
   kairos rules check DIR|FILE...
   kairos profiles import FILE.csv|FILE.jsonl
+  kairos explain [--http HOST:PORT] [--json] CUSTOMER_ID
   kairos version
 
 Client commands take --nats-url (default nats://127.0.0.1:4222) and --prefix (default kairos).
@@ -69,6 +70,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return cmdRulesCheck(rest[1:], stdout, stderr)
 		}
 		err = sub(rest, stderr, nil)
+	case "explain":
+		err = cmdExplain(ctx, rest, stdout, stderr)
 	case "profiles":
 		err = sub(rest, stderr, map[string]func() error{
 			"import": func() error { return cmdProfilesImport(ctx, rest[1:], stdout, stderr) },

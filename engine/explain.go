@@ -1,0 +1,151 @@
+package engine
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/kairos-engine/kairos/connectors"
+)
+
+// Explanation is what GET /v1/customers/{id} answers: the customer's
+// committed state and recent decisions — why they got an offer, or not.
+type Explanation struct {
+	CustomerID string         `json:"customer_id"`
+	Found      bool           `json:"found"`
+	At         int64          `json:"at"` // unix ms the window values and caps are computed at
+	Timezone   string         `json:"timezone"`
+	Profile    map[string]any `json:"profile"`
+	Windows    []WindowValue  `json:"windows"`
+	Caps       []CapUse       `json:"caps"`
+	Contacts   []ContactView  `json:"contacts"`
+	Deferred   []DeferredView `json:"deferred"`
+	Decisions  []DecisionView `json:"decisions"`
+}
+
+// WindowValue is one aggregate the rules use, at At. NaN (an empty
+// window's min, max or avg) and +Inf (since() with no previous event) are
+// written as null.
+type WindowValue struct {
+	Aggregate string   `json:"aggregate"`
+	Value     *float64 `json:"value"`
+}
+
+// CapUse is how much of a cap the customer has used in its current period.
+type CapUse struct {
+	Cap     string `json:"cap"`
+	Channel string `json:"channel,omitempty"`
+	Used    int    `json:"used"`
+	Max     int    `json:"max"`
+}
+
+// ContactView is one offer sent to the customer.
+type ContactView struct {
+	At      int64  `json:"at"`
+	Rule    string `json:"rule"`
+	Channel string `json:"channel"`
+	Kind    string `json:"kind"`
+}
+
+// DeferredView is an offer waiting for the end of quiet hours.
+type DeferredView struct {
+	OfferID   string `json:"offer_id"`
+	Rule      string `json:"rule"`
+	ReleaseAt int64  `json:"release_at"`
+	ExpiresAt int64  `json:"expires_at"`
+}
+
+// DecisionView is one recent decision.
+type DecisionView struct {
+	At      int64  `json:"at"`
+	Rule    string `json:"rule"`
+	OfferID string `json:"offer_id"`
+	EventID string `json:"event_id"`
+	Outcome string `json:"outcome"`
+	Reason  string `json:"reason,omitempty"`
+	Channel string `json:"channel,omitempty"`
+}
+
+var kindNames = [...]string{"marketing", "service", "opportunity"}
+
+// Explain reads a customer's committed state. It is safe to call while the
+// engine runs: it reads Badger, not the workers' caches, so it lags the
+// batch in hand by at most one commit.
+func (e *Engine) Explain(customerID string) (*Explanation, error) {
+	c, ok, err := e.store.Snapshot(customerID)
+	if err != nil {
+		return nil, err
+	}
+	now := e.now()
+	x := &Explanation{CustomerID: customerID, Found: ok, At: now.UnixMilli(), Profile: map[string]any{},
+		Windows: []WindowValue{}, Caps: []CapUse{}, Contacts: []ContactView{}, Deferred: []DeferredView{}, Decisions: []DecisionView{}}
+	if !ok {
+		return x, nil
+	}
+	x.Profile = c.Profile()
+	w := &worker{e: e, locs: map[string]*time.Location{}, now: now}
+	loc := w.location(x.Profile)
+	x.Timezone = loc.String()
+	for i, a := range e.rs.Aggregates() {
+		v := c.Value(e.plan, i, now.UnixMilli())
+		wv := WindowValue{Aggregate: a.String()}
+		if v == v && v < 1e308 {
+			wv.Value = &v
+		}
+		x.Windows = append(x.Windows, wv)
+	}
+	for _, cp := range e.pol.caps {
+		x.Caps = append(x.Caps, CapUse{Cap: cp.reason, Used: c.CountContacts(cp.since(now, loc, e.pol.weekStart), int(kindMarketing), "", ""), Max: cp.max})
+	}
+	for ch, caps := range e.pol.channelCaps {
+		for _, cp := range caps {
+			x.Caps = append(x.Caps, CapUse{Cap: cp.reason, Channel: ch, Used: c.CountContacts(cp.since(now, loc, e.pol.weekStart), int(kindMarketing), "", ch), Max: cp.max})
+		}
+	}
+	for _, cp := range e.pol.oppCaps {
+		x.Caps = append(x.Caps, CapUse{Cap: cp.reason, Used: c.CountContacts(cp.since(now, loc, e.pol.weekStart), int(kindOpportunity), "", ""), Max: cp.max})
+	}
+	for _, ct := range c.Contacts() {
+		k := "unknown"
+		if int(ct.Kind) < len(kindNames) {
+			k = kindNames[ct.Kind]
+		}
+		x.Contacts = append(x.Contacts, ContactView{At: ct.TS, Rule: ct.Rule, Channel: ct.Channel, Kind: k})
+	}
+	for _, d := range c.Deferred() {
+		dv := DeferredView{OfferID: d.ID, ReleaseAt: d.Release, ExpiresAt: d.Expires}
+		if o, err := connectors.DecodeOffer(d.Data); err == nil {
+			dv.Rule = o.RuleID
+		}
+		x.Deferred = append(x.Deferred, dv)
+	}
+	for _, d := range c.Decisions() {
+		x.Decisions = append(x.Decisions, DecisionView{At: d.TS, Rule: d.Rule, OfferID: d.OfferID, EventID: d.EventID, Outcome: d.Outcome, Reason: d.Reason, Channel: d.Channel})
+	}
+	return x, nil
+}
+
+func (e *Engine) handleCustomer(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if id == "" || len(id) > maxIDLen {
+		http.Error(w, "customer id required", http.StatusBadRequest)
+		return
+	}
+	if !e.ready.Load() {
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
+		return
+	}
+	x, err := e.Explain(id)
+	if err != nil {
+		e.log.Error("explain", "err", err)
+		http.Error(w, "cannot read the customer's state", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if !x.Found {
+		w.WriteHeader(http.StatusNotFound)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(x)
+}

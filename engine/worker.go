@@ -1,0 +1,197 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kairos-engine/kairos/connectors"
+	"github.com/kairos-engine/kairos/rules"
+	"github.com/kairos-engine/kairos/state"
+)
+
+// worker evaluates and decides the events of the customers routed to it.
+// Only one goroutine uses a worker at a time: its own during a parallel
+// batch, the batch loop's otherwise.
+type worker struct {
+	e       *Engine
+	id      int
+	shard   *state.Shard
+	eval    *rules.Evaluator
+	dec     *eventDecoder
+	enc     *connectors.Encoder
+	win     customerWindows
+	con     customerContacts
+	ev      Event
+	in      rules.Input
+	matches []rules.Match
+	now     time.Time
+	locs    map[string]*time.Location
+	chans   []string
+	// reserved counts this batch's offers of budgeted rules, by rule
+	// index: the worker's own in a parallel batch, shared in a
+	// sequential one.
+	reserved []int64
+	own      []int64
+
+	items []*item
+	dirty []*state.Customer
+	err   error
+}
+
+func newWorker(e *Engine, id int, shard *state.Shard) *worker {
+	w := &worker{e: e, id: id, shard: shard, eval: e.rs.NewEvaluator(), dec: newEventDecoder(), enc: connectors.NewEncoder(),
+		locs: map[string]*time.Location{}, own: make([]int64, len(e.rs.Rules()))}
+	w.reserved = w.own
+	return w
+}
+
+func (w *worker) reset(now time.Time, shared []int64) {
+	w.items = w.items[:0]
+	clear(w.dirty)
+	w.dirty = w.dirty[:0]
+	w.err = nil
+	w.now = now
+	clear(w.own)
+	w.reserved = w.own
+	if shared != nil {
+		w.reserved = shared
+	}
+}
+
+// customerWindows serves one customer's aggregates at one event's time.
+type customerWindows struct {
+	c    *state.Customer
+	plan *state.Plan
+	at   int64
+}
+
+func (cw *customerWindows) Value(i int) float64 { return cw.c.Value(cw.plan, i, cw.at) }
+
+// customerContacts serves one customer's contact history at decision time.
+type customerContacts struct {
+	c   *state.Customer
+	rs  *rules.RuleSet
+	now time.Time
+}
+
+func (cc *customerContacts) Contacts(window time.Duration) int {
+	return cc.c.CountContacts(cc.now.Add(-window).UnixMilli(), int(kindMarketing), "", "")
+}
+
+func (cc *customerContacts) Offers(rule int, window time.Duration) int {
+	return cc.c.CountContacts(cc.now.Add(-window).UnixMilli(), -1, cc.rs.Rules()[rule].ID, "")
+}
+
+func (w *worker) run() {
+	for _, it := range w.items {
+		if err := w.process(it); err != nil {
+			w.err = err
+			return
+		}
+	}
+}
+
+// track remembers a customer this batch changed, once.
+func (w *worker) track(c *state.Customer, wasDirty bool) {
+	if !wasDirty && c.Dirty() {
+		w.dirty = append(w.dirty, c)
+	}
+}
+
+// process handles one event. An error is an infrastructure failure that
+// aborts the batch; problems with the event itself become dead letters.
+func (w *worker) process(it *item) error {
+	e := w.e
+	data := it.msg.Data()
+	if len(data) > e.cfg.Engine.MaxEventBytes {
+		w.deadLetter(it, ReasonOversize, fmt.Sprintf("payload of %d bytes exceeds engine.max_event_bytes (%d)", len(data), e.cfg.Engine.MaxEventBytes), "")
+		return nil
+	}
+	if it.customer == "" {
+		w.deadLetter(it, ReasonInvalid, "subject is not "+e.sub.eventsPrefix+"<type>.<customer_id>", "")
+		return nil
+	}
+	hdr := it.msg.Headers()
+	isJSON := hdr != nil && strings.HasPrefix(hdr.Get(headerCT), "application/json")
+	ev := &w.ev
+	if err := w.dec.Decode(data, isJSON, it.typ, it.customer, ev); err != nil {
+		var ee *EventError
+		if errors.As(err, &ee) {
+			w.deadLetter(it, ee.Reason, ee.Msg, "")
+			return nil
+		}
+		w.deadLetter(it, ReasonDecode, err.Error(), "")
+		return nil
+	}
+	c, err := w.shard.Load(ev.CustomerID)
+	if err != nil {
+		return fmt.Errorf("load customer state: %w", err)
+	}
+	wasDirty := c.Dirty()
+	defer w.track(c, wasDirty)
+	if ev.Type == "profile" {
+		c.MergeProfile(ev.Attrs)
+	}
+	c.Apply(e.plan, ev.Type, ev.TS, ev.Attrs)
+	if ctr, ok := e.typeLbl[ev.Type]; ok {
+		ctr.Inc()
+	} else {
+		e.otherEv.Inc()
+	}
+
+	w.win = customerWindows{c: c, plan: e.plan, at: ev.TS}
+	w.con = customerContacts{c: c, rs: e.rs, now: w.now}
+	w.in = rules.Input{
+		Event:    rules.Event{ID: ev.ID, CustomerID: ev.CustomerID, Type: ev.Type, TS: ev.TS, Attrs: ev.Attrs},
+		Profile:  c.Profile(),
+		Now:      w.now,
+		Windows:  &w.win,
+		Contacts: &w.con,
+	}
+	for _, r := range e.rs.For(ev.Type) {
+		e.ruleM[r.Index].evals.Inc()
+	}
+	var errs []*rules.EvalError
+	w.matches, errs = w.eval.Evaluate(e.hard, &w.in, w.matches[:0])
+	err = w.decide(it, ev, c)
+	clear(w.matches)
+	if err != nil {
+		return fmt.Errorf("decide: %w", err)
+	}
+	for _, ee := range errs {
+		e.ruleM[ee.Rule.Index].errors.Inc()
+		w.deadLetter(it, ReasonEval, ee.Err.Error(), ee.Rule.ID)
+	}
+	return nil
+}
+
+// deadLetter records a dead letter for the item. For decode, invalid and
+// oversize the event is terminated; for eval the event was applied and is
+// acknowledged, and the dead letter names the failing rule.
+func (w *worker) deadLetter(it *item, reason, msg, ruleID string) {
+	e := w.e
+	if reason != ReasonEval {
+		it.term = reason
+	}
+	e.metrics.Invalid.WithLabelValues(reason).Inc()
+	id := "dlq:" + reason + ":" + e.eventsStream + ":" + e.incarnation + ":" + strconv.FormatUint(it.seq, 10)
+	hdr := []string{HeaderReason, reason, HeaderError, truncate(msg, 1024), HeaderSubject, it.msg.Subject(), HeaderStreamSeq, strconv.FormatUint(it.seq, 10)}
+	if ruleID != "" {
+		id += ":" + ruleID
+		hdr = append(hdr, HeaderRule, ruleID)
+	}
+	if h := it.msg.Headers(); h != nil && h.Get(headerCT) != "" {
+		hdr = append(hdr, headerCT, h.Get(headerCT))
+	}
+	it.records = append(it.records, outRecord{
+		Stream:    e.cfg.Streams.DLQ.Name,
+		Subject:   e.sub.dlq + reason,
+		MsgID:     id,
+		DecidedAt: w.now.UnixMilli(),
+		Header:    hdr,
+		Data:      it.msg.Data(),
+	})
+}

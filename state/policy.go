@@ -1,0 +1,370 @@
+package state
+
+import (
+	"cmp"
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Contact is one offer sent to the customer (emitted), kept for caps,
+// cooldowns and the contacts()/offers() rule functions.
+type Contact struct {
+	TS      int64  // decision time, unix ms
+	Rule    string // rule id
+	Channel string
+	Kind    uint8 // the engine's offer kind (0 marketing, 1 service, 2 opportunity); opaque to state
+}
+
+// Deferred is an offer held back by quiet hours, released later by the
+// engine.
+type Deferred struct {
+	ID      string // offer id, unique per customer
+	Release int64  // unix ms when it may be released
+	Expires int64  // unix ms after which it must be dropped
+	Data    []byte // engine-encoded; opaque to state
+}
+
+// Decision is one recent decision kept for explain.
+type Decision struct {
+	TS      int64 // unix ms
+	Rule    string
+	OfferID string
+	EventID string
+	Outcome string // e.g. emitted, suppressed, deferred
+	Reason  string
+	Channel string
+}
+
+// policy is the contact-policy state of a customer, stored under k/<id>.
+type policy struct {
+	// contacts[coff:] are the live contacts in TS order; like a series,
+	// dropped entries before coff are compacted away when the slice is
+	// full, so steady-state appends do not allocate.
+	contacts []Contact
+	coff     int
+	// totals is sorted by rule; no total is 0.
+	totals []ruleTotal
+	// deferred is sorted by Release, then ID; IDs are unique.
+	deferred []Deferred
+	// decisions[doff:] are the kept decisions, oldest first.
+	decisions []Decision
+	doff      int
+}
+
+type ruleTotal struct {
+	rule string
+	n    int64
+}
+
+// dueRef identifies the due-index key q/<release><customer id>\x00<id> of
+// a deferred offer.
+type dueRef struct {
+	release int64
+	id      string
+}
+
+func (p *policy) empty() bool {
+	return len(p.contacts) == p.coff && len(p.totals) == 0 && len(p.deferred) == 0 && len(p.decisions) == p.doff
+}
+
+// reset empties p, keeping its arrays but no references into them.
+func (p *policy) reset() {
+	clear(p.contacts)
+	p.contacts, p.coff = p.contacts[:0], 0
+	clear(p.totals)
+	p.totals = p.totals[:0]
+	clear(p.deferred)
+	p.deferred = p.deferred[:0]
+	clear(p.decisions)
+	p.decisions, p.doff = p.decisions[:0], 0
+}
+
+// Contacts returns the kept contacts, oldest first. The slice is a
+// read-only view: do not modify it or keep it across Apply, AddContact,
+// Commit or Invalidate.
+func (c *Customer) Contacts() []Contact { return c.pol.contacts[c.pol.coff:] }
+
+// AddContact records a contact. It goes in TS order, after contacts with
+// an equal TS (appending is the common case). Then, when retention > 0,
+// contacts with TS <= newest.TS-retention are dropped; a contact that old
+// is not added at all. retention <= 0 keeps every contact. Retention is
+// counted in whole milliseconds, rounded up. Beyond
+// Options.MaxSeriesEntries contacts the oldest are dropped. It marks the
+// policy record dirty when something changed. Rule and Channel are
+// interned per shard.
+func (c *Customer) AddContact(ct Contact, retention time.Duration) {
+	p := &c.pol
+	n := len(p.contacts)
+	var r int64
+	if retention > 0 {
+		r = (int64(retention) + int64(time.Millisecond) - 1) / int64(time.Millisecond)
+		if n > p.coff && ct.TS <= subSat(p.contacts[n-1].TS, r) {
+			return // older than what is kept
+		}
+	}
+	ct.Rule, ct.Channel = c.intern(ct.Rule), c.intern(ct.Channel)
+	if n == cap(p.contacts) && p.coff > 0 {
+		m := copy(p.contacts, p.contacts[p.coff:])
+		clear(p.contacts[m:n])
+		p.contacts, p.coff = p.contacts[:m], 0
+		n = m
+	}
+	pos := n
+	if n > p.coff && ct.TS < p.contacts[n-1].TS {
+		pos = p.coff + contactsAfter(p.contacts[p.coff:], ct.TS)
+	}
+	p.contacts = append(p.contacts, ct)
+	if pos < n {
+		copy(p.contacts[pos+1:], p.contacts[pos:n])
+		p.contacts[pos] = ct
+	}
+	if r > 0 {
+		cut := subSat(p.contacts[len(p.contacts)-1].TS, r)
+		if p.contacts[p.coff].TS <= cut {
+			p.dropContacts(contactsAfter(p.contacts[p.coff:], cut))
+		}
+	}
+	if over := len(p.contacts) - p.coff - c.maxEntries; c.maxEntries > 0 && over > 0 {
+		p.dropContacts(over)
+	}
+	c.policyDirty = true
+	c.gen++
+}
+
+// dropContacts drops the k oldest live contacts.
+func (p *policy) dropContacts(k int) {
+	clear(p.contacts[p.coff : p.coff+k])
+	p.coff += k
+	if p.coff == len(p.contacts) {
+		p.contacts, p.coff = p.contacts[:0], 0
+	}
+}
+
+// CountContacts counts the contacts with TS > since that match the
+// filters: kind -1, rule "" and channel "" match any. It does not
+// allocate.
+func (c *Customer) CountContacts(since int64, kind int, rule string, channel string) int {
+	live := c.pol.contacts[c.pol.coff:]
+	live = live[contactsAfter(live, since):]
+	if kind < 0 && rule == "" && channel == "" {
+		return len(live)
+	}
+	n := 0
+	for i := range live {
+		ct := &live[i]
+		if (kind < 0 || int(ct.Kind) == kind) && (rule == "" || ct.Rule == rule) && (channel == "" || ct.Channel == channel) {
+			n++
+		}
+	}
+	return n
+}
+
+// contactsAfter returns the number of contacts of the TS-ordered cs with
+// TS <= ts (the index of the first with TS > ts), by binary search.
+func contactsAfter(cs []Contact, ts int64) int {
+	lo, hi := 0, len(cs)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if cs[m].TS <= ts {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}
+
+// subSat returns a-b for b >= 0, saturating at math.MinInt64.
+func subSat(a, b int64) int64 {
+	if a < math.MinInt64+b {
+		return math.MinInt64
+	}
+	return a - b
+}
+
+// RuleTotal returns the lifetime number of offers of the rule to this
+// customer.
+func (c *Customer) RuleTotal(rule string) int64 {
+	if i, ok := c.findTotal(rule); ok {
+		return c.pol.totals[i].n
+	}
+	return 0
+}
+
+// AddRuleTotal adds n to the total of the rule and marks the policy record
+// dirty; a total that reaches 0 is removed.
+func (c *Customer) AddRuleTotal(rule string, n int64) {
+	if n == 0 {
+		return
+	}
+	p := &c.pol
+	i, ok := c.findTotal(rule)
+	switch {
+	case ok:
+		p.totals[i].n += n
+		if p.totals[i].n == 0 {
+			p.totals = slices.Delete(p.totals, i, i+1)
+		}
+	default:
+		p.totals = slices.Insert(p.totals, i, ruleTotal{rule: c.intern(rule), n: n})
+	}
+	c.policyDirty = true
+	c.gen++
+}
+
+func (c *Customer) findTotal(rule string) (int, bool) {
+	return slices.BinarySearchFunc(c.pol.totals, rule, func(t ruleTotal, r string) int { return strings.Compare(t.rule, r) })
+}
+
+// Deferred returns the deferred offers ordered by Release, then ID. The
+// slice is a read-only view: do not modify it (nor the Data) or keep it
+// across AddDeferred, RemoveDeferred, Commit or Invalidate.
+func (c *Customer) Deferred() []Deferred { return c.pol.deferred }
+
+// AddDeferred adds the offer, replacing one with the same ID, and marks the
+// policy record dirty. d.Data is copied. Batch.Put keeps the due index
+// (see Store.DueDeferred) in step.
+func (c *Customer) AddDeferred(d Deferred) {
+	p := &c.pol
+	if i := c.deferredIndex(d.ID); i >= 0 {
+		p.deferred = slices.Delete(p.deferred, i, i+1)
+	}
+	d.Data = append([]byte(nil), d.Data...)
+	i, _ := slices.BinarySearchFunc(p.deferred, d, cmpDeferred)
+	p.deferred = slices.Insert(p.deferred, i, d)
+	c.policyDirty = true
+	c.gen++
+}
+
+// RemoveDeferred removes the offer with the ID; it reports whether there
+// was one, and then marks the policy record dirty.
+func (c *Customer) RemoveDeferred(id string) bool {
+	i := c.deferredIndex(id)
+	if i < 0 {
+		return false
+	}
+	c.pol.deferred = slices.Delete(c.pol.deferred, i, i+1)
+	c.policyDirty = true
+	c.gen++
+	return true
+}
+
+func (c *Customer) deferredIndex(id string) int {
+	for i := range c.pol.deferred {
+		if c.pol.deferred[i].ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+func cmpDeferred(a, b Deferred) int {
+	if c := cmp.Compare(a.Release, b.Release); c != 0 {
+		return c
+	}
+	return strings.Compare(a.ID, b.ID)
+}
+
+// AddDecision keeps d among the last keep decisions, dropping the oldest
+// beyond keep (keep <= 0 keeps none), and marks the policy record dirty
+// when something changed. Rule, Outcome, Reason and Channel are interned
+// per shard.
+func (c *Customer) AddDecision(d Decision, keep int) {
+	p := &c.pol
+	if keep <= 0 {
+		if len(p.decisions) > p.doff {
+			clear(p.decisions)
+			p.decisions, p.doff = p.decisions[:0], 0
+			c.policyDirty = true
+			c.gen++
+		}
+		return
+	}
+	d.Rule, d.Outcome, d.Reason, d.Channel = c.intern(d.Rule), c.intern(d.Outcome), c.intern(d.Reason), c.intern(d.Channel)
+	if n := len(p.decisions); n == cap(p.decisions) && p.doff > 0 {
+		m := copy(p.decisions, p.decisions[p.doff:])
+		clear(p.decisions[m:n])
+		p.decisions, p.doff = p.decisions[:m], 0
+	}
+	p.decisions = append(p.decisions, d)
+	if over := len(p.decisions) - p.doff - keep; over > 0 {
+		clear(p.decisions[p.doff : p.doff+over])
+		p.doff += over
+	}
+	c.policyDirty = true
+	c.gen++
+}
+
+// Decisions returns the kept decisions, oldest first. The slice is a
+// read-only view: do not modify it or keep it across AddDecision, Commit or
+// Invalidate.
+func (c *Customer) Decisions() []Decision { return c.pol.decisions[c.pol.doff:] }
+
+// intern returns the shard's copy of s; a customer of no shard (Snapshot)
+// keeps s.
+func (c *Customer) intern(s string) string {
+	if c.shard == nil {
+		return s
+	}
+	return c.shard.in.str(s)
+}
+
+// internMax bounds an interner; when full it starts over (the strings
+// already handed out stay valid).
+const internMax = 4096
+
+// interner shares the strings that repeat across customers (rule ids,
+// channels, outcomes, reasons), so that decoding a policy record does not
+// allocate a string per entry. A nil *interner allocates.
+type interner struct {
+	m   map[string]string
+	tab []string // decoding scratch: the string table of a record
+}
+
+// bytes returns the interned string with the bytes of b.
+func (in *interner) bytes(b []byte) string {
+	if in == nil {
+		return string(b)
+	}
+	if s, ok := in.m[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	in.add(s)
+	return s
+}
+
+// str returns the interned copy of s.
+func (in *interner) str(s string) string {
+	if in == nil || s == "" {
+		return s
+	}
+	if v, ok := in.m[s]; ok {
+		return v
+	}
+	s = strings.Clone(s)
+	in.add(s)
+	return s
+}
+
+func (in *interner) add(s string) {
+	if in.m == nil {
+		in.m = make(map[string]string)
+	}
+	if len(in.m) >= internMax {
+		clear(in.m)
+	}
+	in.m[s] = s
+}
+
+// dueRefs sets dst to the due-index refs of the deferred offers, in key
+// order, reusing dst.
+func dueRefs(dst []dueRef, ds []Deferred) []dueRef {
+	dst = dst[:0]
+	for i := range ds {
+		dst = append(dst, dueRef{release: ds[i].Release, id: ds[i].ID})
+	}
+	return dst
+}
