@@ -85,9 +85,12 @@ func (e *Engine) spent() []int64 {
 	return sum
 }
 
-// overspent reports whether the workers together reserved more of a
-// budget than is left.
-func (e *Engine) overspent() bool {
+// budgetReached reports whether the workers' reservations together used
+// up a budget in this batch. Each worker saw only its own reservations, so
+// then a worker may have overspent, or judged a later event (in stream
+// order) as having budget when it had none: the batch must run again in
+// stream order. Below the limit every worker's view was exact.
+func (e *Engine) budgetReached() bool {
 	sum := e.spent()
 	for _, r := range e.budgeted {
 		s := sum[r.Index]
@@ -95,7 +98,7 @@ func (e *Engine) overspent() bool {
 			continue
 		}
 		b := r.Budget
-		if (b.Total > 0 && e.budgets.total[r.Index]+s > b.Total) || (b.PerDay > 0 && e.budgets.daily[r.Index]+s > b.PerDay) {
+		if (b.Total > 0 && e.budgets.total[r.Index]+s >= b.Total) || (b.PerDay > 0 && e.budgets.daily[r.Index]+s >= b.PerDay) {
 			return true
 		}
 	}

@@ -161,9 +161,10 @@ func (e *Engine) beginBatch(sequential bool) {
 //
 // A batch runs its customers on the workers in parallel. Budgets are the
 // one thing customers share: each worker reserves against the budgets
-// left at the start of the batch, and if together they would overspend a
-// rule, the batch is run again sequentially in stream order, so that the
-// last units of a budget go to the earliest events, deterministically.
+// left at the start of the batch, and if together they reach a rule's
+// limit, the batch is run again sequentially in stream order, so that the
+// last units of a budget go to the earliest events and every later match
+// sees the budget spent, deterministically.
 func (e *Engine) process(ctx context.Context, items []item, sequential bool) error {
 	start := time.Now()
 	e.beginBatch(sequential)
@@ -225,7 +226,7 @@ func (e *Engine) process(ctx context.Context, items []item, sequential bool) err
 		e.invalidate()
 		return fmt.Errorf("shutdown timeout: batch abandoned: %w", err)
 	}
-	if !sequential && e.overspent() {
+	if !sequential && e.budgetReached() {
 		e.invalidate()
 		resetItems(items)
 		return e.process(ctx, items, true)

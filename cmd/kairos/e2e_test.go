@@ -363,10 +363,14 @@ func TestKill9ExactlyOnce(t *testing.T) {
 		}
 		return out
 	}()
-	const baseConfig = "engine:\n  batch_size: 50\n  workers: 2\nconsumer:\n  ack_wait: 5s\n"
+	// Rolling caps: the run lasts seconds, so every decision of a run falls
+	// in one window and the outcome does not depend on the wall clock.
+	const baseConfig = "engine:\n  batch_size: 50\n  workers: 2\nconsumer:\n  ack_wait: 5s\n" +
+		"policy:\n  caps: [{per: 24h, max: 4}]\n  channel_caps: {sms: [{per: 24h, max: 2}]}\n"
 
 	type result struct {
 		offers      map[string]string
+		decisions   map[string]string // by Nats-Msg-Id
 		dups        int
 		deadLetters int
 		restarts    int // restarts that found work in flight
@@ -464,6 +468,41 @@ func TestKill9ExactlyOnce(t *testing.T) {
 			res.offers[o.ID] = strings.Join([]string{o.RuleID, o.RuleVersion, o.CustomerID, o.Channel, o.EventID, o.EventType, strconv.FormatInt(o.EventTS, 10), string(params), m.Subject()}, "|")
 		}
 		res.deadLetters = len(readStream(t, js, "KAIROS_DLQ"))
+		res.decisions = map[string]string{}
+		perCustomer := map[string]int{}
+		perCustomerSMS := map[string]int{}
+		budget := 0
+		for _, m := range readStream(t, js, "KAIROS_DECISIONS") {
+			d, err := connectors.DecodeDecision(m.Data())
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := m.Headers().Get(jetstream.MsgIDHeader)
+			if _, seen := res.decisions[id]; seen {
+				res.dups++
+			}
+			res.decisions[id] = strings.Join([]string{d.RuleID, d.CustomerID, d.EventID, d.Outcome, d.Reason, d.Channel}, "|")
+			if d.Outcome == "emitted" && d.Kind == "marketing" {
+				perCustomer[d.CustomerID]++
+				if d.Channel == "sms" {
+					perCustomerSMS[d.CustomerID]++
+				}
+			}
+			if d.Outcome == "emitted" && d.RuleID == "every-seventh-txn" {
+				budget++
+			}
+		}
+		for c, n := range perCustomer {
+			if n > 4 {
+				t.Errorf("customer %s got %d marketing offers, cap 4", c, n)
+			}
+			if perCustomerSMS[c] > 2 {
+				t.Errorf("customer %s got %d sms, channel cap 2", c, perCustomerSMS[c])
+			}
+		}
+		if budget > 120 {
+			t.Errorf("every-seventh-txn issued %d offers, budget 120", budget)
+		}
 		return res
 	}
 
@@ -471,6 +510,17 @@ func TestKill9ExactlyOnce(t *testing.T) {
 	t.Run("reference run", func(t *testing.T) { ref = run(t, crashScenario{}) })
 	if len(ref.offers) == 0 {
 		t.Fatal("the reference run made no offers: the test proves nothing")
+	}
+	reasons := map[string]int{}
+	for _, d := range ref.decisions {
+		f := strings.Split(d, "|")
+		reasons[f[3]+"/"+f[4]]++
+	}
+	t.Logf("reference decisions: %v", reasons)
+	for _, must := range []string{"suppressed/cap_24h", "suppressed/budget", "emitted/"} {
+		if reasons[must] == 0 {
+			t.Errorf("the reference run has no %s decision: the policy is not exercised", must)
+		}
 	}
 	if ref.deadLetters != events/500 {
 		t.Errorf("reference run: %d dead letters, want %d", ref.deadLetters, events/500)
@@ -505,6 +555,14 @@ func TestKill9ExactlyOnce(t *testing.T) {
 			for id, g := range got.offers {
 				if _, ok := ref.offers[id]; !ok {
 					t.Errorf("extra offer %s (%s) after the crashes", id, g)
+				}
+			}
+			if len(got.decisions) != len(ref.decisions) {
+				t.Errorf("%d decisions, reference %d", len(got.decisions), len(ref.decisions))
+			}
+			for id, want := range ref.decisions {
+				if g := got.decisions[id]; g != want {
+					t.Errorf("decision %s: got %q, want %q", id, g, want)
 				}
 			}
 			t.Logf("%d offers and %d dead letters identical to the reference; %d restarts recovered work in flight", len(got.offers), got.deadLetters, got.restarts)
