@@ -123,6 +123,9 @@ func (g *Generator) Next(now time.Time) Event {
 	case p < 35:
 		ev.Type = "login"
 		ev.Attrs = map[string]any{"channel": channels[r.IntN(len(channels))]}
+		if r.IntN(100) == 0 {
+			ev.Attrs["new_device"] = true
+		}
 	case p < 60:
 		ev.Type = "page_view"
 		ev.Attrs = map[string]any{"page": pages[r.IntN(len(pages))]}

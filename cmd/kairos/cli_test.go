@@ -30,7 +30,7 @@ func kairosCmd(t *testing.T, ctx context.Context, args ...string) (stdout, stder
 func TestRulesCheck(t *testing.T) {
 	ctx := context.Background()
 	out, _, code := kairosCmd(t, ctx, "rules", "check", "../../examples/rules")
-	if code != 0 || !strings.HasPrefix(out, "ok: 5 rules") {
+	if code != 0 || !strings.HasPrefix(out, "ok: 6 rules") {
 		t.Errorf("examples: exit %d, %q", code, out)
 	}
 	_, errOut, code := kairosCmd(t, ctx, "rules", "check", "../../rules/testdata/bad/cel_errors.yaml", "../../rules/testdata/bad/format_errors.yaml")
@@ -122,6 +122,16 @@ func TestHelpersAgainstRunningEngine(t *testing.T) {
 		!strings.Contains(lines[1], `"customer_id":"C8"`) || !strings.Contains(lines[1], `"branch":"HQ"`) {
 		t.Errorf("offers:\n%s", strings.Join(lines, "\n"))
 	}
+	out, errOut, code = kairosCmd(t, ctx, "explain", "--http", p.http, "C7")
+	for _, want := range []string{"customer C7", "branch           SH002", "payroll-arrived-rm-call", "emitted on branch", "event pay-1"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("explain (exit %d) lacks %q:\n%s%s", code, want, out, errOut)
+		}
+	}
+	out, _, code = kairosCmd(t, ctx, "explain", "--http", p.http, "--json", "NOBODY")
+	if code != 0 || !strings.Contains(out, `"found": false`) {
+		t.Errorf("explain of an unknown customer (exit %d): %s", code, out)
+	}
 	p.stop(t)
 }
 
@@ -132,7 +142,7 @@ func TestDemoRunsAndStopsCleanly(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("demo exit %d\n%s\n%s", code, out, errOut)
 	}
-	for _, want := range []string{"kairos demo: 5 rules", "status events/s=", "offer  ", "kairos demo: stopped cleanly"} {
+	for _, want := range []string{"kairos demo: 6 rules", "status events/s=", "offer  ", "kairos demo: stopped cleanly"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -134,7 +135,8 @@ func runDemoTraffic(ctx context.Context, url string, customers, rate int, quiet 
 	}
 	var mu sync.Mutex
 	var lat []time.Duration
-	var offers int
+	var offers, suppressed int
+	reasons := map[string]int{}
 	out := &lockedWriter{w: stdout}
 	sub, err := nc.Subscribe("kairos.offers.>", func(m *nats.Msg) {
 		o, err := connectors.DecodeOffer(m.Data)
@@ -154,6 +156,20 @@ func runDemoTraffic(ctx context.Context, url string, customers, rate int, quiet 
 		return err
 	}
 	defer sub.Unsubscribe() //nolint:errcheck
+	dsub, err := nc.Subscribe("kairos.decisions.>", func(m *nats.Msg) {
+		d, err := connectors.DecodeDecision(m.Data)
+		if err != nil || d.Outcome != connectors.Suppressed {
+			return
+		}
+		mu.Lock()
+		suppressed++
+		reasons[d.Reason]++
+		mu.Unlock()
+	})
+	if err != nil {
+		return err
+	}
+	defer dsub.Unsubscribe() //nolint:errcheck
 
 	gen := bench.NewGenerator(bench.Workload{Customers: customers, Seed: uint64(time.Now().UnixNano())})
 	now := time.Now()
@@ -168,7 +184,7 @@ func runDemoTraffic(ctx context.Context, url string, customers, rate int, quiet 
 	defer status.Stop()
 	perTick := float64(rate) / 50
 	var owed float64
-	var sent, lastSent, lastOffers int
+	var sent, lastSent, lastOffers, lastSuppressed int
 	last := time.Now()
 	for {
 		select {
@@ -188,13 +204,40 @@ func runDemoTraffic(ctx context.Context, url string, customers, rate int, quiet 
 			p99 := percentile(lat, 0.99)
 			p50 := percentile(lat, 0.50)
 			lat = lat[:0]
-			o := offers
+			o, sp := offers, suppressed
+			top := topReasons(reasons, 3)
 			mu.Unlock()
-			fmt.Fprintf(out, "status events/s=%.0f offers/s=%.1f latency p50=%v p99=%v (event published → offer received) total events=%d offers=%d\n",
-				float64(sent-lastSent)/el, float64(o-lastOffers)/el, p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), sent, o)
-			last, lastSent, lastOffers = t, sent, o
+			fmt.Fprintf(out, "status events/s=%.0f offers/s=%.1f suppressed/s=%.1f latency p50=%v p99=%v (event published → offer received) total events=%d offers=%d suppressed=%d %s\n",
+				float64(sent-lastSent)/el, float64(o-lastOffers)/el, float64(sp-lastSuppressed)/el, p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), sent, o, sp, top)
+			last, lastSent, lastOffers, lastSuppressed = t, sent, o, sp
 		}
 	}
+}
+
+// topReasons formats the most frequent suppression reasons.
+func topReasons(m map[string]int, n int) string {
+	type kv struct {
+		k string
+		v int
+	}
+	var all []kv
+	for k, v := range m {
+		all = append(all, kv{k, v})
+	}
+	slices.SortFunc(all, func(a, b kv) int {
+		if a.v != b.v {
+			return b.v - a.v
+		}
+		return strings.Compare(a.k, b.k)
+	})
+	var parts []string
+	for i := 0; i < len(all) && i < n; i++ {
+		parts = append(parts, fmt.Sprintf("%s=%d", all[i].k, all[i].v))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "(" + strings.Join(parts, " ") + ")"
 }
 
 func publishEvent(js jetstream.JetStream, ev bench.Event) error {
