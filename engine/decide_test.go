@@ -356,3 +356,79 @@ func TestExplainEndpoint(t *testing.T) {
 	}
 	_ = context.Background
 }
+
+func TestDeferredOfferSurvivesRestart(t *testing.T) {
+	clock := &testClock{t: time.Date(2026, 11, 20, 23, 30, 0, 0, shanghai)}
+	dir := t.TempDir()
+	rd := filepath.Join(dir, "rules")
+	os.MkdirAll(rd, 0o755)
+	os.WriteFile(filepath.Join(rd, "r.yaml"), []byte(policyRules), 0o644)
+	quiet := func(c *Config) {
+		c.Policy.ReleaseInterval = "10ms"
+		c.Policy.QuietHours = &QuietHoursConfig{From: "22:00", To: "07:30", Action: "defer"}
+	}
+	te := startTestEngineClock(t, dir, quiet, clock.Now)
+	te.send(t, login("n1", "C1", nil))
+	te.stop(t)
+	clock.Set(time.Date(2026, 11, 21, 7, 31, 0, 0, shanghai))
+	te = startTestEngineClock(t, dir, quiet, clock.Now)
+	deadline := time.Now().Add(20 * time.Second)
+	for len(te.offers(t)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the deferred offer was not released after the restart")
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition, with a deadline
+	}
+	o := te.offers(t)[0]
+	if o.RuleID != "gold" || o.DecidedAt != clock.Now().UnixMilli() || o.EventID != "n1" {
+		t.Errorf("released offer %+v", o)
+	}
+}
+
+func TestSuppressionFileAndContactsFunction(t *testing.T) {
+	clock := &testClock{t: time.Date(2026, 11, 20, 10, 0, 0, 0, shanghai)}
+	dir := t.TempDir()
+	rd := filepath.Join(dir, "rules")
+	os.MkdirAll(rd, 0o755)
+	os.WriteFile(filepath.Join(rd, "r.yaml"), []byte(`rules:
+  - id: first-touch
+    on: [login]
+    when: contacts("7d") == 0
+    offer: {channels: [app_push], priority: 10}
+  - id: follow-up
+    on: [page_view]
+    when: offers("first-touch", "24h") == 1 && contacts("1h") >= 1
+    offer: {channels: [app_push]}
+`), 0o644)
+	supp := filepath.Join(dir, "suppressed.txt")
+	os.WriteFile(supp, []byte("# complaints\nC9\n"), 0o644)
+	te := startTestEngineClock(t, dir, func(c *Config) {
+		c.Policy.ReleaseInterval = "10ms"
+		c.Policy.SuppressionFile = supp
+	}, clock.Now)
+	te.send(t, login("a", "C1", nil), ev{ID: "b", CustomerID: "C1", Type: "page_view"}, login("c", "C1", nil), login("d", "C9", nil))
+	// C9 leaves the list; the file is reloaded within the release interval.
+	os.WriteFile(supp, []byte("# complaints\nC8\n"), 0o644)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if s := te.e.suppressed.Load(); s != nil {
+			if _, ok := (*s)["C8"]; ok {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("suppression file not reloaded")
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition, with a deadline
+	}
+	te.send(t, login("e", "C9", nil))
+	want := []string{
+		"C1 first-touch emitted@app_push",
+		"C1 follow-up emitted@app_push",
+		"C9 first-touch suppressed/do_not_disturb",
+		"C9 first-touch emitted@app_push",
+	}
+	if got := te.decisions(t); !slices.Equal(got, want) {
+		t.Errorf("decisions:\n got %q\nwant %q", got, want)
+	}
+}
