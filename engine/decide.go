@@ -166,8 +166,9 @@ func inList(v any, s string) bool {
 
 // pending is one match on its way to a decision.
 type pending struct {
-	rule  *rules.Rule
-	offer connectors.Offer
+	rule      *rules.Rule
+	offer     connectors.Offer
+	fromEvent bool // decided for an event, not released later
 }
 
 // decide turns the event's matches into decisions, offers and the
@@ -182,8 +183,7 @@ func (w *worker) decide(it *item, ev *Event, c *state.Customer) error {
 	for i := range w.matches {
 		m := &w.matches[i]
 		r := m.Rule
-		e.ruleM[r.Index].matches.Inc()
-		p := pending{rule: r, offer: connectors.Offer{
+		p := pending{rule: r, fromEvent: true, offer: connectors.Offer{
 			ID:          offerID(r.ID, ev.CustomerID, ev.ID),
 			RuleID:      r.ID,
 			RuleVersion: r.Version,
@@ -291,6 +291,7 @@ func (w *worker) emit(it *item, c *state.Customer, p *pending) error {
 		Header:    []string{headerCT, e.enc.ContentType(), HeaderRule, r.ID},
 		Data:      data,
 		eventTS:   p.offer.EventTS,
+		tag:       recTag{kind: tagOffer, rule: r, channel: ch},
 	}
 	// Offers come before the other records of an item.
 	it.records = append(it.records, outRecord{})
@@ -304,12 +305,10 @@ func (w *worker) emit(it *item, c *state.Customer, p *pending) error {
 	if r.Budget != nil {
 		w.reserved[r.Index]++
 	}
-	e.ruleM[r.Index].offer(ch)
 	return w.record(it, c, p, connectors.Emitted, "", 0)
 }
 
 func (w *worker) suppress(it *item, c *state.Customer, p *pending, reason string) {
-	w.e.metrics.Suppressed.WithLabelValues(p.rule.ID, reason).Inc()
 	_ = w.record(it, c, p, connectors.Suppressed, reason, 0)
 }
 
@@ -320,7 +319,7 @@ func (w *worker) deferOffer(it *item, c *state.Customer, p *pending, release int
 		return err
 	}
 	c.AddDeferred(state.Deferred{ID: p.offer.ID, Release: release, Expires: p.offer.ExpiresAt, Data: data})
-	w.e.metrics.Deferred.Inc()
+	w.minRelease = min(w.minRelease, release)
 	return w.record(it, c, p, connectors.Deferred, ReasonQuietHours, release)
 }
 
@@ -329,16 +328,20 @@ func (w *worker) deferOffer(it *item, c *state.Customer, p *pending, release int
 func (w *worker) record(it *item, c *state.Customer, p *pending, outcome, reason string, release int64) error {
 	e := w.e
 	r := p.rule
+	kind := rules.Marketing // a released offer whose rule is gone was marketing
+	if r != nil {
+		kind = r.Kind
+	}
 	d := connectors.Decision{
 		ID:          p.offer.ID,
-		RuleID:      r.ID,
-		RuleVersion: r.Version,
+		RuleID:      p.offer.RuleID,
+		RuleVersion: p.offer.RuleVersion,
 		CustomerID:  p.offer.CustomerID,
-		Kind:        r.Kind.String(),
+		Kind:        kind.String(),
 		Outcome:     outcome,
 		Reason:      reason,
 		Channel:     p.offer.Channel,
-		Priority:    r.Offer.Priority,
+		Priority:    p.offer.Priority,
 		EventID:     p.offer.EventID,
 		EventType:   p.offer.EventType,
 		EventTS:     p.offer.EventTS,
@@ -355,14 +358,14 @@ func (w *worker) record(it *item, c *state.Customer, p *pending, outcome, reason
 	}
 	it.records = append(it.records, outRecord{
 		Stream:    e.cfg.Streams.Decisions.Name,
-		Subject:   e.sub.decisions + r.ID,
+		Subject:   e.sub.decisions + d.RuleID,
 		MsgID:     p.offer.ID + ":" + stage,
 		DecidedAt: d.DecidedAt,
-		Header:    []string{headerCT, e.enc.ContentType(), HeaderRule, r.ID},
+		Header:    []string{headerCT, e.enc.ContentType(), HeaderRule, d.RuleID},
 		Data:      data,
+		tag:       recTag{kind: tagDecision, rule: r, ruleID: d.RuleID, outcome: outcome, reason: reason, channel: d.Channel, fromEvent: p.fromEvent},
 	})
-	c.AddDecision(state.Decision{TS: d.DecidedAt, Rule: r.ID, OfferID: d.ID, EventID: d.EventID, Outcome: outcome, Reason: reason, Channel: d.Channel}, e.pol.keep)
-	e.metrics.Decisions.WithLabelValues(outcome).Inc()
+	c.AddDecision(state.Decision{TS: d.DecidedAt, Rule: d.RuleID, OfferID: d.ID, EventID: d.EventID, Outcome: outcome, Reason: reason, Channel: d.Channel}, e.pol.keep)
 	return nil
 }
 
@@ -379,9 +382,11 @@ func (w *worker) release(it *item, c *state.Customer, d state.Deferred) error {
 	}
 	r := e.ruleByID[o.RuleID]
 	p := pending{rule: r, offer: *o}
+	p.offer.DecidedAt = w.now.UnixMilli()
 	if r == nil || !r.Enabled {
-		// The rule is gone: there is no rule to record against; log only.
-		e.log.Info("deferred offer dropped: its rule was removed", "offer", d.ID, "rule", o.RuleID)
+		// The rule was removed or disabled while the offer waited.
+		p.rule = nil
+		w.suppress(it, c, &p, ReasonRuleRemoved)
 		return nil
 	}
 	loc := w.location(c.Profile())
@@ -415,7 +420,6 @@ func (w *worker) release(it *item, c *state.Customer, d state.Deferred) error {
 	if reason == "" && w.holdout(r, c) {
 		reason = ReasonHoldout
 	}
-	p.offer.DecidedAt = w.now.UnixMilli()
 	if reason != "" {
 		w.suppress(it, c, &p, reason)
 		return nil

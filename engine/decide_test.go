@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/kairos-engine/kairos/connectors"
 )
 
@@ -220,7 +222,18 @@ func TestBudgetCooldownAndMaxPerCustomer(t *testing.T) {
 	if !slices.Equal(emitted, []string{"K00", "K01", "K02", "K03", "K04"}) || budget != 55 {
 		t.Errorf("emitted to %v, %d suppressed for budget", emitted, budget)
 	}
-	te.e.metrics.BudgetRemaining.WithLabelValues("coupon", "total")
+	// The batch was evaluated twice (in parallel, then in stream order
+	// once the budget ran out) but counts once.
+	m := te.e.metrics
+	if got := testutil.ToFloat64(m.Decisions.WithLabelValues("emitted")) + testutil.ToFloat64(m.Decisions.WithLabelValues("suppressed")); got != 60 {
+		t.Errorf("kairos_decisions_total says %v decisions, the stream has 60", got)
+	}
+	if got := testutil.ToFloat64(m.Suppressed.WithLabelValues("coupon", "budget")); got != 55 {
+		t.Errorf("kairos_offers_suppressed_total{coupon,budget} = %v, want 55", got)
+	}
+	if got := testutil.ToFloat64(m.BudgetRemaining.WithLabelValues("coupon", "total")); got != 0 {
+		t.Errorf("kairos_rule_budget_remaining{coupon,total} = %v, want 0", got)
+	}
 
 	// Cooldown and max_per_customer on other rules.
 	te.send(t, ev{ID: "c1", CustomerID: "Q1", Type: "card"}, ev{ID: "c2", CustomerID: "Q1", Type: "card"}, ev{ID: "c3", CustomerID: "Q1", Type: "card"})

@@ -96,6 +96,7 @@ type Engine struct {
 	spentBuf         []int64
 	suppressed       atomic.Pointer[map[string]struct{}]
 	suppressionStamp int64
+	nextRelease      int64 // earliest release time of a deferred offer (unix ms)
 }
 
 type ruleMetrics struct {
@@ -190,6 +191,9 @@ func (e *Engine) setRules(rs *rules.RuleSet) error {
 		}
 		for _, ch := range r.Offer.Channels {
 			rm.offers[ch] = e.metrics.Offers.WithLabelValues(r.ID, ch)
+		}
+		for _, reason := range e.pol.reasonsFor(r) {
+			e.metrics.Suppressed.WithLabelValues(r.ID, reason)
 		}
 		e.ruleM[r.Index] = rm
 	}
@@ -340,6 +344,9 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 
 	if err := e.recoverOutbox(sctx); err != nil {
 		return err
+	}
+	if err := e.peekRelease(); err != nil {
+		return fmt.Errorf("read deferred offers: %w", err)
 	}
 	cons, err := ensureConsumer(sctx, js, &e.cfg, w, e.log)
 	if err != nil {

@@ -3,9 +3,12 @@ package engine
 import (
 	"encoding/json"
 	"net/http"
+	"sort"
+	"strconv"
 	"time"
 
 	"github.com/kairos-engine/kairos/connectors"
+	"github.com/kairos-engine/kairos/rules"
 )
 
 // Explanation is what GET /v1/customers/{id} answers: the customer's
@@ -29,6 +32,8 @@ type Explanation struct {
 type WindowValue struct {
 	Aggregate string   `json:"aggregate"`
 	Value     *float64 `json:"value"`
+	// Display is the value as a person reads it: since() as a duration.
+	Display string `json:"display"`
 }
 
 // CapUse is how much of a cap the customer has used in its current period.
@@ -88,17 +93,26 @@ func (e *Engine) Explain(customerID string) (*Explanation, error) {
 	x.Timezone = loc.String()
 	for i, a := range e.rs.Aggregates() {
 		v := c.Value(e.plan, i, now.UnixMilli())
-		wv := WindowValue{Aggregate: a.String()}
+		wv := WindowValue{Aggregate: a.String(), Display: "none"}
 		if v == v && v < 1e308 {
 			wv.Value = &v
+			wv.Display = strconv.FormatFloat(v, 'f', -1, 64)
+			if a.Kind == rules.Since {
+				wv.Display = (time.Duration(v) * time.Millisecond).String()
+			}
 		}
 		x.Windows = append(x.Windows, wv)
 	}
 	for _, cp := range e.pol.caps {
 		x.Caps = append(x.Caps, CapUse{Cap: cp.reason, Used: c.CountContacts(cp.since(now, loc, e.pol.weekStart), int(kindMarketing), "", ""), Max: cp.max})
 	}
-	for ch, caps := range e.pol.channelCaps {
-		for _, cp := range caps {
+	chans := make([]string, 0, len(e.pol.channelCaps))
+	for ch := range e.pol.channelCaps {
+		chans = append(chans, ch)
+	}
+	sort.Strings(chans)
+	for _, ch := range chans {
+		for _, cp := range e.pol.channelCaps[ch] {
 			x.Caps = append(x.Caps, CapUse{Cap: cp.reason, Channel: ch, Used: c.CountContacts(cp.since(now, loc, e.pol.weekStart), int(kindMarketing), "", ch), Max: cp.max})
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/kairos-engine/kairos/rules"
 )
 
 // outRecord is one message the engine must publish exactly once: an offer
@@ -18,7 +20,26 @@ type outRecord struct {
 	Data      []byte
 
 	eventTS int64 // the event's ts, for the latency metric; not stored
+	tag     recTag
 }
+
+// recTag says what a record counts for in the metrics, which are updated
+// only once its batch is committed (a batch may be evaluated twice).
+type recTag struct {
+	kind      uint8 // tagOffer, tagDecision, tagDeadLetter
+	rule      *rules.Rule
+	ruleID    string // also for a released offer whose rule is gone
+	outcome   string
+	reason    string
+	channel   string
+	fromEvent bool // a decision made for an event (not a release)
+}
+
+const (
+	tagOffer = iota + 1
+	tagDecision
+	tagDeadLetter
+)
 
 const outboxVersion = 1
 

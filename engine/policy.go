@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -179,6 +180,11 @@ func compilePolicy(pc *PolicyConfig) (*policy, []string) {
 	default:
 		bad = append(bad, fmt.Sprintf("policy.week_start: %q (use monday or sunday)", pc.WeekStart))
 	}
+	if pc.SuppressionFile != "" {
+		if _, err := os.Stat(pc.SuppressionFile); err != nil {
+			bad = append(bad, fmt.Sprintf("policy.suppression_file: %v", err))
+		}
+	}
 	if d, err := rules.ParseDuration(pc.ReleaseInterval); err != nil || d <= 0 {
 		bad = append(bad, fmt.Sprintf("policy.release_interval: %q must be a positive duration", pc.ReleaseInterval))
 	}
@@ -295,4 +301,40 @@ func loadSuppression(path string) (map[string]struct{}, error) {
 		}
 	}
 	return out, sc.Err()
+}
+
+// reasonsFor lists the suppression reasons a rule can meet under the
+// policy, so that their metric series exist (at zero) from the start.
+func (p *policy) reasonsFor(r *rules.Rule) []string {
+	var out []string
+	add := func(ok bool, reasons ...string) {
+		if ok {
+			out = append(out, reasons...)
+		}
+	}
+	add(r.Budget != nil, ReasonBudget)
+	add(r.Cooldown > 0, ReasonCooldown)
+	add(r.MaxPerCustomer != nil, ReasonMaxPerCustomer)
+	holdout := p.holdout > 0 || (r.Holdout != nil && *r.Holdout > 0)
+	switch r.Kind {
+	case rules.Service:
+		add(true, ReasonNoChannel)
+	case rules.Opportunity:
+		add(true, ReasonDoNotDisturb)
+		add(holdout, ReasonHoldout)
+		for _, c := range p.oppCaps {
+			add(!slices.Contains(out, c.reason), c.reason)
+		}
+	default:
+		add(true, ReasonDoNotDisturb, ReasonOutranked, ReasonNoChannel)
+		add(holdout, ReasonHoldout)
+		add(p.quiet != nil, ReasonQuietHours, ReasonExpired)
+		for _, c := range p.caps {
+			add(!slices.Contains(out, c.reason), c.reason)
+		}
+		for _, ch := range r.Offer.Channels {
+			add(len(p.channelCaps[ch]) > 0 && !slices.Contains(out, ReasonCapChannel), ReasonCapChannel)
+		}
+	}
+	return out
 }

@@ -6,12 +6,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
+	"sort"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kairos-engine/kairos/connectors"
 	"github.com/kairos-engine/kairos/state"
 )
 
@@ -38,6 +41,7 @@ type item struct {
 	typ, customer string
 	dup           bool
 	worker        int    // the worker that owns the customer
+	evType        string // the type of the decoded event, once applied
 	term          string // dead-letter reason when the message is terminated
 	records       []outRecord
 	offers        int // how many of records are offers (they come first)
@@ -93,6 +97,13 @@ func (e *Engine) loop(ctx context.Context) error {
 				break drain
 			}
 		}
+		// Offers whose quiet hours ended go out before the events that
+		// arrive at the same clock, on every run alike.
+		if e.nextRelease <= e.now().UnixMilli() {
+			if err := e.releaseWithRetry(ctx); err != nil {
+				return err
+			}
+		}
 		items = items[:0]
 		for _, m := range msgs {
 			items = append(items, item{inMsg: m})
@@ -136,7 +147,7 @@ func (e *Engine) processWithRetry(ctx context.Context, items []item) error {
 
 func resetItems(items []item) {
 	for i := range items {
-		items[i].records, items[i].term, items[i].offers = nil, "", 0
+		items[i].records, items[i].term, items[i].offers, items[i].evType = nil, "", 0, ""
 	}
 }
 
@@ -313,7 +324,53 @@ func (e *Engine) commit(items []item, w *state.Watermark) error {
 	}
 	e.applyBudgetUse(used)
 	e.prevKeys = append(e.prevKeys[:0], keys...)
+	for _, wk := range e.workers {
+		e.noteRelease(wk.minRelease)
+	}
+	e.count(items)
 	return nil
+}
+
+// count updates the metrics of a committed batch. Counting happens only
+// here, so a batch evaluated twice (a retry, a sequential rerun) counts once.
+func (e *Engine) count(items []item) {
+	m := e.metrics
+	for i := range items {
+		it := &items[i]
+		if it.evType != "" {
+			if ctr, ok := e.typeLbl[it.evType]; ok {
+				ctr.Inc()
+			} else {
+				e.otherEv.Inc()
+			}
+			for _, r := range e.rs.For(it.evType) {
+				e.ruleM[r.Index].evals.Inc()
+			}
+		}
+		for j := range it.records {
+			t := &it.records[j].tag
+			switch t.kind {
+			case tagOffer:
+				e.ruleM[t.rule.Index].offer(t.channel)
+			case tagDecision:
+				m.Decisions.WithLabelValues(t.outcome).Inc()
+				if t.fromEvent && t.rule != nil {
+					e.ruleM[t.rule.Index].matches.Inc()
+				}
+				switch t.outcome {
+				case "suppressed":
+					m.Suppressed.WithLabelValues(t.ruleID, t.reason).Inc()
+				case "deferred":
+					m.Deferred.Inc()
+				}
+			case tagDeadLetter:
+				m.Invalid.WithLabelValues(t.reason).Inc()
+				if t.rule != nil {
+					e.ruleM[t.rule.Index].errors.Inc()
+				}
+			}
+		}
+	}
 }
 
 // releaseWithRetry releases due deferred offers; like an event batch it
@@ -337,40 +394,104 @@ func (e *Engine) releaseWithRetry(ctx context.Context) error {
 	}
 }
 
-// release decides the deferred offers whose quiet hours are over, in one
-// sequential batch of its own.
+// release decides every deferred offer whose quiet hours are over, in
+// sequential batches of its own, before any further event is processed.
 func (e *Engine) release(ctx context.Context) error {
-	due, err := e.store.DueDeferred(e.now().UnixMilli(), e.cfg.Engine.BatchSize)
-	if err != nil || len(due) == 0 {
-		return err
+	for {
+		more, err := e.releaseBatch(ctx)
+		if err != nil || !more {
+			return err
+		}
+	}
+}
+
+// releaseBatch releases up to a batch of due offers. A customer's due
+// offers are released highest priority first (ties by rule id), as if
+// they had come together.
+func (e *Engine) releaseBatch(ctx context.Context) (more bool, err error) {
+	now := e.now().UnixMilli()
+	due, err := e.store.DueDeferred(now, e.cfg.Engine.BatchSize)
+	if err != nil {
+		return false, err
+	}
+	if len(due) == 0 {
+		return false, e.peekRelease()
 	}
 	e.beginBatch(true)
-	items := make([]item, len(due))
-	for i, d := range due {
-		it := &items[i]
-		it.customer = d.Customer
+	var items []item
+	seen := map[string]bool{}
+	for _, d := range due {
+		if seen[d.Customer] {
+			continue
+		}
+		seen[d.Customer] = true
+		items = append(items, item{customer: d.Customer})
+		it := &items[len(items)-1]
 		w := e.workers[shardOf(d.Customer, len(e.workers))]
 		c, err := w.shard.Load(d.Customer)
 		if err != nil {
 			e.invalidate()
-			return fmt.Errorf("load customer state: %w", err)
+			return false, fmt.Errorf("load customer state: %w", err)
 		}
 		wasDirty := c.Dirty()
+		var ready []state.Deferred
+		var prio []int
+		var rule []string
 		for _, df := range c.Deferred() {
-			if df.ID == d.OfferID {
-				if err := w.release(it, c, df); err != nil {
-					e.invalidate()
-					return err
+			if df.Release <= now {
+				ready = append(ready, df)
+				o, _ := connectors.DecodeOffer(df.Data)
+				if o == nil {
+					o = &connectors.Offer{}
 				}
-				break
+				prio, rule = append(prio, o.Priority), append(rule, o.RuleID)
+			}
+		}
+		order := make([]int, len(ready))
+		for i := range order {
+			order[i] = i
+		}
+		sort.SliceStable(order, func(a, b int) bool {
+			if prio[order[a]] != prio[order[b]] {
+				return prio[order[a]] > prio[order[b]]
+			}
+			return rule[order[a]] < rule[order[b]]
+		})
+		for _, k := range order {
+			if err := w.release(it, c, ready[k]); err != nil {
+				e.invalidate()
+				return false, err
 			}
 		}
 		w.track(c, wasDirty)
 	}
 	if err := e.commit(items, nil); err != nil {
+		return false, err
+	}
+	if err := e.publish(ctx, items); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// noteRelease remembers the earliest release time of a deferred offer.
+func (e *Engine) noteRelease(at int64) {
+	if at < e.nextRelease {
+		e.nextRelease = at
+	}
+}
+
+// peekRelease finds the earliest release time still to come.
+func (e *Engine) peekRelease() error {
+	next, err := e.store.DueDeferred(math.MaxInt64, 1)
+	if err != nil {
 		return err
 	}
-	return e.publish(ctx, items)
+	e.nextRelease = math.MaxInt64
+	if len(next) > 0 {
+		e.nextRelease = next[0].Release
+	}
+	return nil
 }
 
 // publish sends every record of the batch and waits until the streams hold

@@ -49,6 +49,7 @@ type scenario struct {
 	phases    []phase
 	maxPer    int
 	customers int
+	quiet     bool // quiet hours 22:00-07:00 with defer
 }
 
 type ruleLimits struct {
@@ -72,7 +73,7 @@ type runResult struct {
 
 func newScenario(seed uint64) *scenario {
 	r := rand.New(rand.NewPCG(seed, 99))
-	sc := &scenario{seed: seed, ruleInfo: map[string]ruleLimits{}, maxPer: 1 + r.IntN(2), customers: 12}
+	sc := &scenario{seed: seed, ruleInfo: map[string]ruleLimits{}, maxPer: 1 + r.IntN(2), customers: 12, quiet: seed%2 == 1}
 	var b strings.Builder
 	b.WriteString("rules:\n")
 	types := []string{"login", "txn", "page_view"}
@@ -145,6 +146,9 @@ func (sc *scenario) run(t *testing.T, workers, batch int) *runResult {
 		c.Policy.MaxOffersPerEvent = sc.maxPer
 		c.Policy.ChannelCaps = map[string][]CapConfig{"sms": {{Per: "day", Max: 1}}}
 		c.Policy.OpportunityCaps = []CapConfig{{Per: "week", Max: 1}}
+		if sc.quiet {
+			c.Policy.QuietHours = &QuietHoursConfig{From: "22:00", To: "07:00", Action: "defer"}
+		}
 	}, clock.Now)
 	for _, ph := range sc.phases {
 		clock.Add(ph.jump)
@@ -152,6 +156,9 @@ func (sc *scenario) run(t *testing.T, workers, batch int) *runResult {
 			te.send(t, ph.events...)
 		}
 	}
+	// Let every deferred offer come due and be released.
+	clock.Add(48 * time.Hour)
+	te.waitNoDeferred(t)
 	res := &runResult{decisions: map[string]*connectors.Decision{}, offers: map[string]bool{}}
 	for _, m := range te.streamMsgs(t, "KAIROS_DECISIONS") {
 		d, err := connectors.DecodeDecision(m.Data())
@@ -203,6 +210,12 @@ func (sc *scenario) check(t *testing.T, res *runResult) {
 		d := res.decisions[id]
 		if d.Outcome != connectors.Deferred {
 			finals[d.ID]++
+		}
+		if sc.quiet && d.Outcome == connectors.Emitted && sc.ruleInfo[d.RuleID].kind == "marketing" {
+			l := time.UnixMilli(d.DecidedAt).In(locOf(d.CustomerID))
+			if h := l.Hour(); h >= 22 || h < 7 {
+				t.Errorf("%s emitted at %s local time, in quiet hours", d.ID, l.Format("15:04"))
+			}
 		}
 		reasons[d.Outcome+"/"+d.Reason]++
 		if d.Outcome != connectors.Emitted {
@@ -259,9 +272,32 @@ func (sc *scenario) check(t *testing.T, res *runResult) {
 		t.Errorf("%d emitted decisions, %d offers", emitted, len(res.offers))
 	}
 	t.Logf("seed %d: %d decisions %v", sc.seed, len(res.decisions), reasons)
-	for _, must := range []string{"emitted/", "suppressed/outranked", "suppressed/cap_day"} {
+	musts := []string{"emitted/", "suppressed/outranked", "suppressed/cap_day"}
+	if sc.quiet {
+		musts = append(musts, "deferred/quiet_hours")
+	}
+	for _, must := range musts {
 		if reasons[must] == 0 {
 			t.Errorf("no %s decision: the scenario does not exercise the policy", must)
 		}
+	}
+}
+
+// waitNoDeferred polls until no deferred offer is left in the engine.
+func (te *testEngine) waitNoDeferred(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		due, err := te.e.store.DueDeferred(1<<62, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(due) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("deferred offers not released: %v", due)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition, with a deadline
 	}
 }

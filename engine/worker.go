@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -36,9 +37,10 @@ type worker struct {
 	reserved []int64
 	own      []int64
 
-	items []*item
-	dirty []*state.Customer
-	err   error
+	items      []*item
+	dirty      []*state.Customer
+	minRelease int64 // earliest release of an offer deferred in this batch
+	err        error
 }
 
 func newWorker(e *Engine, id int, shard *state.Shard) *worker {
@@ -54,6 +56,7 @@ func (w *worker) reset(now time.Time, shared []int64) {
 	w.dirty = w.dirty[:0]
 	w.err = nil
 	w.now = now
+	w.minRelease = math.MaxInt64
 	clear(w.own)
 	w.reserved = w.own
 	if shared != nil {
@@ -107,11 +110,11 @@ func (w *worker) process(it *item) error {
 	e := w.e
 	data := it.msg.Data()
 	if len(data) > e.cfg.Engine.MaxEventBytes {
-		w.deadLetter(it, ReasonOversize, fmt.Sprintf("payload of %d bytes exceeds engine.max_event_bytes (%d)", len(data), e.cfg.Engine.MaxEventBytes), "")
+		w.deadLetter(it, ReasonOversize, fmt.Sprintf("payload of %d bytes exceeds engine.max_event_bytes (%d)", len(data), e.cfg.Engine.MaxEventBytes), nil)
 		return nil
 	}
 	if it.customer == "" {
-		w.deadLetter(it, ReasonInvalid, "subject is not "+e.sub.eventsPrefix+"<type>.<customer_id>", "")
+		w.deadLetter(it, ReasonInvalid, "subject is not "+e.sub.eventsPrefix+"<type>.<customer_id>", nil)
 		return nil
 	}
 	hdr := it.msg.Headers()
@@ -120,10 +123,10 @@ func (w *worker) process(it *item) error {
 	if err := w.dec.Decode(data, isJSON, it.typ, it.customer, ev); err != nil {
 		var ee *EventError
 		if errors.As(err, &ee) {
-			w.deadLetter(it, ee.Reason, ee.Msg, "")
+			w.deadLetter(it, ee.Reason, ee.Msg, nil)
 			return nil
 		}
-		w.deadLetter(it, ReasonDecode, err.Error(), "")
+		w.deadLetter(it, ReasonDecode, err.Error(), nil)
 		return nil
 	}
 	c, err := w.shard.Load(ev.CustomerID)
@@ -136,11 +139,7 @@ func (w *worker) process(it *item) error {
 		c.MergeProfile(ev.Attrs)
 	}
 	c.Apply(e.plan, ev.Type, ev.TS, ev.Attrs)
-	if ctr, ok := e.typeLbl[ev.Type]; ok {
-		ctr.Inc()
-	} else {
-		e.otherEv.Inc()
-	}
+	it.evType = ev.Type
 
 	w.win = customerWindows{c: c, plan: e.plan, at: ev.TS}
 	w.con = customerContacts{c: c, rs: e.rs, now: w.now}
@@ -151,9 +150,6 @@ func (w *worker) process(it *item) error {
 		Windows:  &w.win,
 		Contacts: &w.con,
 	}
-	for _, r := range e.rs.For(ev.Type) {
-		e.ruleM[r.Index].evals.Inc()
-	}
 	var errs []*rules.EvalError
 	w.matches, errs = w.eval.Evaluate(e.hard, &w.in, w.matches[:0])
 	err = w.decide(it, ev, c)
@@ -162,8 +158,7 @@ func (w *worker) process(it *item) error {
 		return fmt.Errorf("decide: %w", err)
 	}
 	for _, ee := range errs {
-		e.ruleM[ee.Rule.Index].errors.Inc()
-		w.deadLetter(it, ReasonEval, ee.Err.Error(), ee.Rule.ID)
+		w.deadLetter(it, ReasonEval, ee.Err.Error(), ee.Rule)
 	}
 	return nil
 }
@@ -171,17 +166,16 @@ func (w *worker) process(it *item) error {
 // deadLetter records a dead letter for the item. For decode, invalid and
 // oversize the event is terminated; for eval the event was applied and is
 // acknowledged, and the dead letter names the failing rule.
-func (w *worker) deadLetter(it *item, reason, msg, ruleID string) {
+func (w *worker) deadLetter(it *item, reason, msg string, rule *rules.Rule) {
 	e := w.e
 	if reason != ReasonEval {
 		it.term = reason
 	}
-	e.metrics.Invalid.WithLabelValues(reason).Inc()
 	id := "dlq:" + reason + ":" + e.eventsStream + ":" + e.incarnation + ":" + strconv.FormatUint(it.seq, 10)
 	hdr := []string{HeaderReason, reason, HeaderError, truncate(msg, 1024), HeaderSubject, it.msg.Subject(), HeaderStreamSeq, strconv.FormatUint(it.seq, 10)}
-	if ruleID != "" {
-		id += ":" + ruleID
-		hdr = append(hdr, HeaderRule, ruleID)
+	if rule != nil {
+		id += ":" + rule.ID
+		hdr = append(hdr, HeaderRule, rule.ID)
 	}
 	if h := it.msg.Headers(); h != nil && h.Get(headerCT) != "" {
 		hdr = append(hdr, headerCT, h.Get(headerCT))
@@ -193,5 +187,6 @@ func (w *worker) deadLetter(it *item, reason, msg, ruleID string) {
 		DecidedAt: w.now.UnixMilli(),
 		Header:    hdr,
 		Data:      it.msg.Data(),
+		tag:       recTag{kind: tagDeadLetter, reason: reason, rule: rule},
 	})
 }

@@ -531,7 +531,7 @@ func TestKill9ExactlyOnce(t *testing.T) {
 		{name: "crash after publish, before ack", crashAt: []string{"after-publish:5", "after-publish:33"}},
 		{name: "crashes with a duplicate window too short to help",
 			crashAt: []string{"after-publish:9", "after-commit:25", "after-publish:3"},
-			config:  "streams:\n  offers:\n    duplicate_window: 100ms\n  dlq:\n    duplicate_window: 100ms\n",
+			config:  "streams:\n  offers:\n    duplicate_window: 100ms\n  dlq:\n    duplicate_window: 100ms\n  decisions:\n    duplicate_window: 100ms\n",
 			pause:   300 * time.Millisecond},
 	} {
 		t.Run(sc.name, func(t *testing.T) {

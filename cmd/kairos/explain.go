@@ -80,11 +80,7 @@ func printExplanation(w io.Writer, x *engine.Explanation) {
 	}
 	fmt.Fprintln(w, "\nwindows")
 	for _, v := range x.Windows {
-		val := "—"
-		if v.Value != nil {
-			val = fmt.Sprint(*v.Value)
-		}
-		fmt.Fprintf(w, "  %-44s %s\n", v.Aggregate, val)
+		fmt.Fprintf(w, "  %-44s %s\n", v.Aggregate, v.Display)
 	}
 	fmt.Fprintln(w, "\ncontact caps")
 	for _, c := range x.Caps {
