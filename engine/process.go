@@ -38,6 +38,10 @@ type inMsg struct {
 // item is an event message within a batch.
 type item struct {
 	inMsg
+	subject       string
+	data          []byte
+	contentType   string
+	now           time.Time // the decision clock of this event; zero is the batch's
 	typ, customer string
 	dup           bool
 	worker        int    // the worker that owns the customer
@@ -106,7 +110,11 @@ func (e *Engine) loop(ctx context.Context) error {
 		}
 		items = items[:0]
 		for _, m := range msgs {
-			items = append(items, item{inMsg: m})
+			it := item{inMsg: m, subject: m.msg.Subject(), data: m.msg.Data()}
+			if h := m.msg.Headers(); h != nil {
+				it.contentType = h.Get(headerCT)
+			}
+			items = append(items, it)
 		}
 		if err := e.processWithRetry(ctx, items); err != nil {
 			return err
@@ -189,7 +197,7 @@ func (e *Engine) process(ctx context.Context, items []item, sequential bool) err
 			continue
 		}
 		last = max(last, it.seq)
-		typ, cust, ok := splitEventSubject(it.msg.Subject(), pl)
+		typ, cust, ok := splitEventSubject(it.subject, pl)
 		it.typ, it.customer = typ, cust
 		it.worker = 0
 		if ok {
@@ -259,6 +267,7 @@ func (e *Engine) process(ctx context.Context, items []item, sequential bool) err
 	for i := range items {
 		it := &items[i]
 		switch {
+		case it.msg == nil:
 		case it.dup:
 			e.metrics.Duplicates.Inc()
 			_ = it.msg.Ack()
@@ -299,6 +308,9 @@ func (e *Engine) commit(items []item, w *state.Watermark) error {
 	keys := e.keys[:0]
 	n := 0
 	for i := range items {
+		if e.sink != nil {
+			break // a simulation keeps no outbox
+		}
 		for j := range items[i].records {
 			ks := len(e.keyBuf)
 			e.keyBuf = outboxKey(e.keyBuf, seq, e.outboxSeq+n)
@@ -328,6 +340,11 @@ func (e *Engine) commit(items []item, w *state.Watermark) error {
 		e.noteRelease(wk.minRelease)
 	}
 	e.count(items)
+	if e.sink != nil {
+		for i := range items {
+			e.sink(items[i].records)
+		}
+	}
 	return nil
 }
 
@@ -498,6 +515,9 @@ func (e *Engine) peekRelease() error {
 // them. On failure it publishes again (the ids make that harmless) until
 // it succeeds or ctx ends; the outbox keeps the records meanwhile.
 func (e *Engine) publish(ctx context.Context, items []item) error {
+	if e.sink != nil {
+		return nil // a simulation publishes nothing
+	}
 	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		err := e.publishOnce(items)

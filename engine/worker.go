@@ -108,7 +108,7 @@ func (w *worker) track(c *state.Customer, wasDirty bool) {
 // aborts the batch; problems with the event itself become dead letters.
 func (w *worker) process(it *item) error {
 	e := w.e
-	data := it.msg.Data()
+	data := it.data
 	if len(data) > e.cfg.Engine.MaxEventBytes {
 		w.deadLetter(it, ReasonOversize, fmt.Sprintf("payload of %d bytes exceeds engine.max_event_bytes (%d)", len(data), e.cfg.Engine.MaxEventBytes), nil)
 		return nil
@@ -117,8 +117,7 @@ func (w *worker) process(it *item) error {
 		w.deadLetter(it, ReasonInvalid, "subject is not "+e.sub.eventsPrefix+"<type>.<customer_id>", nil)
 		return nil
 	}
-	hdr := it.msg.Headers()
-	isJSON := hdr != nil && strings.HasPrefix(hdr.Get(headerCT), "application/json")
+	isJSON := strings.HasPrefix(it.contentType, "application/json")
 	ev := &w.ev
 	if err := w.dec.Decode(data, isJSON, it.typ, it.customer, ev); err != nil {
 		var ee *EventError
@@ -128,6 +127,17 @@ func (w *worker) process(it *item) error {
 		}
 		w.deadLetter(it, ReasonDecode, err.Error(), nil)
 		return nil
+	}
+	return w.apply(it, ev)
+}
+
+// apply applies a decoded, valid event: the customer's windows and
+// profile, the rules, the decisions.
+func (w *worker) apply(it *item, ev *Event) error {
+	e := w.e
+	w.now = e.batchNow
+	if !it.now.IsZero() {
+		w.now = it.now
 	}
 	c, err := w.shard.Load(ev.CustomerID)
 	if err != nil {
@@ -172,13 +182,13 @@ func (w *worker) deadLetter(it *item, reason, msg string, rule *rules.Rule) {
 		it.term = reason
 	}
 	id := "dlq:" + reason + ":" + e.eventsStream + ":" + e.incarnation + ":" + strconv.FormatUint(it.seq, 10)
-	hdr := []string{HeaderReason, reason, HeaderError, truncate(msg, 1024), HeaderSubject, it.msg.Subject(), HeaderStreamSeq, strconv.FormatUint(it.seq, 10)}
+	hdr := []string{HeaderReason, reason, HeaderError, truncate(msg, 1024), HeaderSubject, it.subject, HeaderStreamSeq, strconv.FormatUint(it.seq, 10)}
 	if rule != nil {
 		id += ":" + rule.ID
 		hdr = append(hdr, HeaderRule, rule.ID)
 	}
-	if h := it.msg.Headers(); h != nil && h.Get(headerCT) != "" {
-		hdr = append(hdr, headerCT, h.Get(headerCT))
+	if it.contentType != "" {
+		hdr = append(hdr, headerCT, it.contentType)
 	}
 	it.records = append(it.records, outRecord{
 		Stream:    e.cfg.Streams.DLQ.Name,
@@ -186,7 +196,7 @@ func (w *worker) deadLetter(it *item, reason, msg string, rule *rules.Rule) {
 		MsgID:     id,
 		DecidedAt: w.now.UnixMilli(),
 		Header:    hdr,
-		Data:      it.msg.Data(),
+		Data:      it.data,
 		tag:       recTag{kind: tagDeadLetter, reason: reason, rule: rule},
 	})
 }

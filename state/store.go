@@ -38,6 +38,10 @@ type Options struct {
 	// GCInterval is the value-log GC period; 0 means 5m, negative disables
 	// the GC loop.
 	GCInterval time.Duration
+	// InMemory keeps everything in memory and nothing on disk (Dir is
+	// ignored): for simulations — rule tests and replays — whose state
+	// must not outlive them.
+	InMemory bool
 
 	// badgerOptions, when set, adjusts the Badger options (tests).
 	badgerOptions func(badger.Options) badger.Options
@@ -69,7 +73,7 @@ type Store struct {
 // Open opens or creates the store in opts.Dir. It refuses a store written
 // by a newer schema (ErrSchema).
 func Open(opts Options) (*Store, error) {
-	if opts.Dir == "" {
+	if opts.Dir == "" && !opts.InMemory {
 		return nil, errors.New("state: Options.Dir is required")
 	}
 	if opts.CacheCustomers <= 0 {
@@ -100,6 +104,11 @@ func Open(opts Options) (*Store, error) {
 		WithBlockCacheSize(64 << 20).
 		WithIndexCacheSize(32 << 20).
 		WithNumCompactors(2)
+	if opts.InMemory {
+		bo = bo.WithDir("").WithValueDir("").WithInMemory(true).
+			WithMemTableSize(16 << 20).WithBlockCacheSize(8 << 20).WithIndexCacheSize(0)
+		opts.GCInterval = -1
+	}
 	if opts.badgerOptions != nil {
 		bo = opts.badgerOptions(bo)
 	}

@@ -607,3 +607,26 @@ func TestSinceIsInfWithoutEvents(t *testing.T) {
 		t.Errorf("since on a new customer: %v", got)
 	}
 }
+
+func TestInMemoryStore(t *testing.T) {
+	s, err := state.Open(state.Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p := mustPlan(t, 24*time.Hour, state.AggSpec{Kind: state.Count, Type: "login", Window: time.Hour})
+	c, err := s.Shard(0).Load("C1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Apply(p, "login", t0, nil)
+	b := s.NewBatch()
+	b.Put(c)
+	if err := s.Commit(b); err != nil {
+		t.Fatal(err)
+	}
+	snap, ok, err := s.Snapshot("C1")
+	if err != nil || !ok || snap.Value(p, 0, t0) != 1 {
+		t.Fatalf("snapshot %v %v %v", snap, ok, err)
+	}
+}

@@ -22,6 +22,7 @@ Usage:
   kairos events publish --type T --customer ID [--attr k=v ...] [--id ID] [--ts TS] [--json]
   kairos offers tail [--channel CH] [--all]
   kairos rules check DIR|FILE...
+  kairos rules test FILE|DIR...
   kairos profiles import FILE.csv|FILE.jsonl
   kairos explain [--http HOST:PORT] [--json] CUSTOMER_ID
   kairos version
@@ -68,6 +69,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "rules":
 		if len(rest) > 0 && rest[0] == "check" {
 			return cmdRulesCheck(rest[1:], stdout, stderr)
+		}
+		if len(rest) > 0 && rest[0] == "test" {
+			return cmdRulesTest(rest[1:], stdout, stderr)
 		}
 		err = sub(rest, stderr, nil)
 	case "explain":
