@@ -23,6 +23,7 @@ Usage:
   kairos offers tail [--channel CH] [--all]
   kairos rules check DIR|FILE...
   kairos rules test FILE|DIR...
+  kairos replay --rules DIR (--events FILE | --from TIME [--to TIME]) [--compare DIR] [--format md|json|csv]
   kairos profiles import FILE.csv|FILE.jsonl
   kairos explain [--http HOST:PORT] [--json] CUSTOMER_ID
   kairos version
@@ -74,6 +75,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return cmdRulesTest(rest[1:], stdout, stderr)
 		}
 		err = sub(rest, stderr, nil)
+	case "replay":
+		err = cmdReplay(ctx, rest, stdout, stderr)
 	case "explain":
 		err = cmdExplain(ctx, rest, stdout, stderr)
 	case "profiles":
