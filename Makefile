@@ -6,7 +6,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 PKGS     := ./...
 FUZZTIME ?= 30s
 
-.PHONY: all build demo test test-short vet fmt bench fuzz clean
+.PHONY: all build demo test test-short vet fmt bench fuzz clean promtool check-metrics check-deploy
 
 all: vet test build
 
@@ -41,6 +41,25 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME) ./engine
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeOutRecord$$' -fuzztime $(FUZZTIME) ./engine
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCustomer$$' -fuzztime $(FUZZTIME) ./state
+
+## promtool: install promtool (Debian's prometheus package); the metrics and alert tests use it when present.
+## The package also installs a prometheus service: `systemctl disable --now prometheus` if you do not want it.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus; }
+	@promtool --version | head -1
+
+## check-metrics: lint a live /metrics scrape, the dashboard's queries and the alert rules with promtool, and run the alerts' unit tests
+check-metrics: promtool
+	$(GO) test -count=1 -run 'TestMetricsScrapePassesPromtool|TestDocumentedMetricsAreExported|TestDashboard|TestAlert' -v ./engine
+	promtool check rules deploy/prometheus/alerts.yml
+	promtool test rules deploy/prometheus/alerts_test.yml
+	promtool check config deploy/prometheus/prometheus.yml
+
+## check-deploy: validate the deployment files (Kubernetes, compose, Dockerfile, systemd, NATS)
+check-deploy:
+	$(GO) test -count=1 -run 'TestKubernetesManifests|TestComposeStack|TestDockerfile|TestSystemdUnitIsHardened|TestNATSConfigsLoad' -v ./engine
 
 clean:
 	rm -rf bin

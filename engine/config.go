@@ -158,9 +158,16 @@ type StateConfig struct {
 	MaxSeriesEntries int  `yaml:"max_series_entries"`
 }
 
-// HTTPConfig is the metrics and health endpoint.
+// HTTPConfig is the metrics, health and admin endpoint (engine/http.go).
 type HTTPConfig struct {
 	Listen string `yaml:"listen"`
+	// Token, or the content of TokenFile (read at every request, so it
+	// can be rotated), is the bearer token every path other than /metrics,
+	// /healthz and /readyz requires. Neither set: no authentication.
+	Token     string `yaml:"token"`
+	TokenFile string `yaml:"token_file"`
+	// Pprof serves /debug/pprof/ (behind the token when one is set).
+	Pprof bool `yaml:"pprof"`
 }
 
 // LogConfig sets the log level (debug, info, warn, error) and format (text, json).
@@ -397,6 +404,7 @@ func (c *Config) Validate() error {
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		bad("log.format: %q (use text or json)", c.Log.Format)
 	}
+	p = append(p, c.HTTP.validate()...) // http.token, http.token_file: engine/http.go
 	p = append(p, c.Policy.validate()...)
 	if len(p) > 0 {
 		return &ConfigError{Problems: p}

@@ -1,6 +1,9 @@
 package engine
 
 import (
+	"runtime"
+	"runtime/debug"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -27,7 +30,21 @@ type Metrics struct {
 	Decisions        *prometheus.CounterVec
 	Deferred         prometheus.Counter
 	BudgetRemaining  *prometheus.GaugeVec
+	// RulesReloads counts rule reloads by result, "success" or "failure"
+	// (both pre-created): increment it once per reload attempt.
+	RulesReloads *prometheus.CounterVec
+	// HTTPRequests counts HTTP requests by route pattern and status code
+	// (engine/http.go).
+	HTTPRequests *prometheus.CounterVec
+	// BuildInfo is 1, labelled with the binary's version.
+	BuildInfo *prometheus.GaugeVec
 }
+
+// Results of a rules reload, the values of RulesReloads' label.
+const (
+	ReloadSuccess = "success"
+	ReloadFailure = "failure"
+)
 
 // NewMetrics creates the engine metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -72,12 +89,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Rules loaded (enabled or not)."}),
 		Ready: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "ready",
 			Help: "1 when streams, consumer, rules and state are ready."}),
+		RulesReloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "rules", Name: "reload_total",
+			Help: "Rule reloads, by result (success, failure); a failed reload keeps the previous rules."}, []string{"result"}),
+		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "http", Name: "requests_total",
+			Help: "HTTP requests, by route pattern (\"other\" when none matched) and status code."}, []string{"handler", "code"}),
+		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "build_info",
+			Help: "Always 1; its labels name the running binary's module version, VCS revision and Go version."}, []string{"version", "revision", "goversion"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Events, m.Invalid, m.Duplicates, m.RuleEvals, m.RuleMatches, m.RuleErrors, m.Offers,
 			m.BatchSize, m.BatchDuration, m.ArrivalToOffer, m.EventTimeToOffer, m.Applied, m.PublishRetries, m.RulesLoaded, m.Ready,
-			m.Suppressed, m.Decisions, m.Deferred, m.BudgetRemaining)
+			m.Suppressed, m.Decisions, m.Deferred, m.BudgetRemaining, m.RulesReloads, m.HTTPRequests, m.BuildInfo)
 	}
+	for _, r := range []string{ReloadSuccess, ReloadFailure} {
+		m.RulesReloads.WithLabelValues(r)
+	}
+	m.BuildInfo.WithLabelValues(buildVersion()).Set(1)
 	for _, r := range []string{ReasonDecode, ReasonInvalid, ReasonOversize, ReasonEval} {
 		m.Invalid.WithLabelValues(r)
 	}
@@ -85,4 +112,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Decisions.WithLabelValues(o)
 	}
 	return m
+}
+
+// buildVersion returns the module version, VCS revision and Go version the
+// binary was built with ("(devel)" and "unknown" when not stamped, as in a
+// build outside a Git checkout).
+func buildVersion() (version, revision, goversion string) {
+	version, revision, goversion = "(devel)", "unknown", runtime.Version()
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return
+	}
+	if bi.Main.Version != "" {
+		version = bi.Main.Version
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && s.Value != "" {
+			revision = s.Value
+		}
+	}
+	return
 }

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -15,36 +18,52 @@ import (
 )
 
 // cmdExplain asks a running engine why a customer got, or did not get,
-// offers: GET /v1/customers/{id} on its HTTP address.
-func cmdExplain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("explain", stderr)
-	addr := fs.String("http", envOr("KAIROS_HTTP", "127.0.0.1:9464"), "the engine's HTTP address (env KAIROS_HTTP)")
+// offers: GET /v1/customers/{id} on its HTTP address. name is the command
+// it was called as: explain or inspect.
+func cmdExplain(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags(name, stderr)
+	addrFlag := fs.String("http", "", "the engine's HTTP address (default $KAIROS_HTTP, else the config's http.listen, else 127.0.0.1:9464)")
+	tokenFile := fs.String("token-file", "", "file holding the engine's bearer token (default $KAIROS_HTTP_TOKEN_FILE; $KAIROS_HTTP_TOKEN holds the token itself)")
+	configPath := fs.String("config", "", "kairos.yaml to take http.listen, http.token and http.token_file from")
 	asJSON := fs.Bool("json", false, "print the raw JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: kairos explain [--http HOST:PORT] [--json] CUSTOMER_ID")
+		fmt.Fprintf(stderr, "usage: kairos %s [--http HOST:PORT] [--token-file FILE] [--config kairos.yaml] [--json] CUSTOMER_ID\n", name)
 		return errUsage
+	}
+	addr, token, err := adminEndpoint(*addrFlag, *tokenFile, *configPath)
+	if err != nil {
+		return err
 	}
 	id := fs.Arg(0)
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodGet, "http://"+*addr+"/v1/customers/"+url.PathEscape(id), nil)
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, "http://"+addr+"/v1/customers/"+url.PathEscape(id), nil)
 	if err != nil {
 		return err
 	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("ask the engine at %s: %w", *addr, err)
+		return fmt.Errorf("ask the engine at %s: %w", addr, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
 		return err
 	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		if token == "" {
+			return fmt.Errorf("engine at %s requires a bearer token: give --token-file FILE, KAIROS_HTTP_TOKEN or --config", addr)
+		}
+		return fmt.Errorf("engine at %s refused the bearer token", addr)
+	}
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNotFound {
-		return fmt.Errorf("engine at %s: %s: %s", *addr, resp.Status, strings.TrimSpace(string(body)))
+		return fmt.Errorf("engine at %s: %s: %s", addr, resp.Status, strings.TrimSpace(string(body)))
 	}
 	if *asJSON {
 		_, err := stdout.Write(body)
@@ -60,6 +79,57 @@ func cmdExplain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	printExplanation(stdout, &x)
 	return nil
+}
+
+// adminEndpoint resolves the engine's HTTP address and bearer token: a flag
+// first, then the environment, then the config file, then the default
+// (127.0.0.1:9464, no token).
+func adminEndpoint(addrFlag, tokenFileFlag, configPath string) (addr, token string, err error) {
+	var hc engine.HTTPConfig
+	if configPath != "" {
+		cfg, err := engine.LoadConfig(configPath)
+		if err != nil {
+			return "", "", err
+		}
+		hc = cfg.HTTP
+	}
+	addr = cmp.Or(addrFlag, os.Getenv("KAIROS_HTTP"), clientAddr(hc.Listen), "127.0.0.1:9464")
+	if addr == "off" {
+		return "", "", fmt.Errorf("%s: http.listen is off: the engine serves no HTTP", configPath)
+	}
+	readFile := func(p string) (string, error) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "", fmt.Errorf("bearer token: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	switch {
+	case tokenFileFlag != "":
+		token, err = readFile(tokenFileFlag)
+	case os.Getenv("KAIROS_HTTP_TOKEN") != "":
+		token = strings.TrimSpace(os.Getenv("KAIROS_HTTP_TOKEN"))
+	case os.Getenv("KAIROS_HTTP_TOKEN_FILE") != "":
+		token, err = readFile(os.Getenv("KAIROS_HTTP_TOKEN_FILE"))
+	case hc.Token != "":
+		token = hc.Token
+	case hc.TokenFile != "":
+		token, err = readFile(hc.TokenFile)
+	}
+	return addr, token, err
+}
+
+// clientAddr turns a listen address into one to connect to: a wildcard
+// host (":9464", "0.0.0.0:9464", "[::]:9464") becomes the loopback address.
+func clientAddr(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen // "" or "off"
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func printExplanation(w io.Writer, x *engine.Explanation) {

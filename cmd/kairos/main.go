@@ -25,7 +25,8 @@ Usage:
   kairos rules test FILE|DIR...
   kairos replay --rules DIR (--events FILE | --from TIME [--to TIME]) [--compare DIR] [--format md|json|csv]
   kairos profiles import FILE.csv|FILE.jsonl
-  kairos explain [--http HOST:PORT] [--json] CUSTOMER_ID
+  kairos explain [--http HOST:PORT] [--token-file FILE] [--config kairos.yaml] [--json] CUSTOMER_ID
+  kairos inspect ...                (the same as explain)
   kairos version
 
 Client commands take --nats-url (default nats://127.0.0.1:4222) and --prefix (default kairos).
@@ -77,8 +78,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = sub(rest, stderr, nil)
 	case "replay":
 		err = cmdReplay(ctx, rest, stdout, stderr)
-	case "explain":
-		err = cmdExplain(ctx, rest, stdout, stderr)
+	case "explain", "inspect": // inspect: the operations name for the same view
+		err = cmdExplain(ctx, cmd, rest, stdout, stderr)
 	case "profiles":
 		err = sub(rest, stderr, map[string]func() error{
 			"import": func() error { return cmdProfilesImport(ctx, rest[1:], stdout, stderr) },
