@@ -363,6 +363,7 @@ func (w *worker) record(it *item, c *state.Customer, p *pending, outcome, reason
 		DecidedAt: d.DecidedAt,
 		Header:    []string{headerCT, e.enc.ContentType(), HeaderRule, d.RuleID},
 		Data:      data,
+		eventTS:   d.EventTS,
 		tag:       recTag{kind: tagDecision, rule: r, ruleID: d.RuleID, outcome: outcome, reason: reason, channel: d.Channel, fromEvent: p.fromEvent},
 	})
 	c.AddDecision(state.Decision{TS: d.DecidedAt, Rule: d.RuleID, OfferID: d.ID, EventID: d.EventID, Outcome: outcome, Reason: reason, Channel: d.Channel}, e.pol.keep)

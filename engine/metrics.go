@@ -11,25 +11,29 @@ import (
 // are bounded: event types named by rules (others are "other"), rule ids,
 // channels and dead-letter reasons. Never a customer id.
 type Metrics struct {
-	Events           *prometheus.CounterVec
-	Invalid          *prometheus.CounterVec
-	Duplicates       prometheus.Counter
-	RuleEvals        *prometheus.CounterVec
-	RuleMatches      *prometheus.CounterVec
-	RuleErrors       *prometheus.CounterVec
-	Offers           *prometheus.CounterVec
-	BatchSize        prometheus.Histogram
-	BatchDuration    prometheus.Histogram
-	ArrivalToOffer   prometheus.Histogram
-	EventTimeToOffer prometheus.Histogram
-	Applied          prometheus.Gauge
-	PublishRetries   prometheus.Counter
-	RulesLoaded      prometheus.Gauge
-	Ready            prometheus.Gauge
-	Suppressed       *prometheus.CounterVec
-	Decisions        *prometheus.CounterVec
-	Deferred         prometheus.Counter
-	BudgetRemaining  *prometheus.GaugeVec
+	Events         *prometheus.CounterVec
+	Invalid        *prometheus.CounterVec
+	Duplicates     prometheus.Counter
+	RuleEvals      *prometheus.CounterVec
+	RuleMatches    *prometheus.CounterVec
+	RuleErrors     *prometheus.CounterVec
+	Offers         *prometheus.CounterVec
+	BatchSize      prometheus.Histogram
+	BatchDuration  prometheus.Histogram
+	ArrivalToOffer prometheus.Histogram
+	// ArrivalToDecision and EventTimeToDecision time every decision made for
+	// an event (emitted, suppressed or deferred), to its commit.
+	ArrivalToDecision   prometheus.Histogram
+	EventTimeToDecision prometheus.Histogram
+	EventTimeToOffer    prometheus.Histogram
+	Applied             prometheus.Gauge
+	PublishRetries      prometheus.Counter
+	RulesLoaded         prometheus.Gauge
+	Ready               prometheus.Gauge
+	Suppressed          *prometheus.CounterVec
+	Decisions           *prometheus.CounterVec
+	Deferred            prometheus.Counter
+	BudgetRemaining     *prometheus.GaugeVec
 	// RulesReloads counts rule reloads by result, "success" or "failure"
 	// (both pre-created): increment it once per reload attempt.
 	RulesReloads *prometheus.CounterVec
@@ -77,6 +81,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Events per processed batch.", Buckets: prometheus.ExponentialBuckets(1, 2, 14)}),
 		BatchDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "batch_duration_seconds",
 			Help: "Time to process, commit, publish and acknowledge one batch.", Buckets: latency}),
+		ArrivalToDecision: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "arrival_to_decision_seconds",
+			Help: "Per decision made for an event: from the event's arrival at the engine to the decision being committed.", Buckets: latency}),
+		EventTimeToDecision: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "event_time_to_decision_seconds",
+			Help: "Per decision made for an event: from the event's ts to the decision being committed.", Buckets: latency}),
 		ArrivalToOffer: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "arrival_to_offer_seconds",
 			Help: "From an event's arrival at the engine to its offer being stored in the offers stream.", Buckets: latency}),
 		EventTimeToOffer: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "event_time_to_offer_seconds",
@@ -98,7 +106,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Events, m.Invalid, m.Duplicates, m.RuleEvals, m.RuleMatches, m.RuleErrors, m.Offers,
-			m.BatchSize, m.BatchDuration, m.ArrivalToOffer, m.EventTimeToOffer, m.Applied, m.PublishRetries, m.RulesLoaded, m.Ready,
+			m.BatchSize, m.BatchDuration, m.ArrivalToOffer, m.EventTimeToOffer, m.ArrivalToDecision, m.EventTimeToDecision, m.Applied, m.PublishRetries, m.RulesLoaded, m.Ready,
 			m.Suppressed, m.Decisions, m.Deferred, m.BudgetRemaining, m.RulesReloads, m.HTTPRequests, m.BuildInfo)
 	}
 	for _, r := range []string{ReloadSuccess, ReloadFailure} {

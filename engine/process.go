@@ -352,6 +352,7 @@ func (e *Engine) commit(items []item, w *state.Watermark) error {
 // here, so a batch evaluated twice (a retry, a sequential rerun) counts once.
 func (e *Engine) count(items []item) {
 	m := e.metrics
+	committed := time.Now()
 	for i := range items {
 		it := &items[i]
 		if it.evType != "" {
@@ -371,6 +372,10 @@ func (e *Engine) count(items []item) {
 				e.ruleM[t.rule.Index].offer(t.channel)
 			case tagDecision:
 				m.Decisions.WithLabelValues(t.outcome).Inc()
+				if t.fromEvent && !it.recv.IsZero() {
+					m.ArrivalToDecision.Observe(committed.Sub(it.recv).Seconds())
+					m.EventTimeToDecision.Observe(float64(committed.UnixMilli()-it.records[j].eventTS) / 1000)
+				}
 				if t.fromEvent && t.rule != nil {
 					e.ruleM[t.rule.Index].matches.Inc()
 				}
