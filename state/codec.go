@@ -30,8 +30,10 @@ const windowVersion = 1
 // watermarkVersion is the first byte of the m/applied record.
 const watermarkVersion = 1
 
-// policyVersion is the first byte of a policy record.
-const policyVersion = 1
+// policyVersion is the first byte of a policy record. Version 2 added the
+// offer id of each contact; version 1 records still decode (their contacts
+// have no offer id).
+const policyVersion = 2
 
 func corruptf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
@@ -39,7 +41,7 @@ func corruptf(format string, args ...any) error {
 
 // appendWindow appends the window record of c to dst:
 //
-//	version byte (1)
+//	version byte (2)
 //	uvarint series count, then per series:
 //	  uvarint len + type bytes, uvarint len + attr bytes, kind byte,
 //	  uvarint entry count n, and when n > 0:
@@ -308,16 +310,17 @@ func (t *strTable) appendRef(dst []byte, s string) []byte {
 // appendPolicy appends the policy record of p to dst, using t (reset here)
 // as scratch:
 //
-//	version byte (1)
+//	version byte (2)
 //	uvarint string count, then per string uvarint len + bytes: the
 //	  table of rule ids, channels, outcomes and reasons, referred to
 //	  below as uvarint indexes ("ref")
-//	uvarint len + ids: the deferred IDs, then the decision OfferIDs and
-//	  EventIDs, concatenated in the order they appear below
+//	uvarint len + ids: the contact OfferIDs, the deferred IDs, then the
+//	  decision OfferIDs and EventIDs, concatenated in the order they
+//	  appear below
 //	uvarint len + data: the deferred Data, concatenated
 //	uvarint contact count, then per contact: TS (the first as a zigzag
 //	  varint, then uvarint deltas to the previous), rule ref, channel
-//	  ref, kind byte
+//	  ref, kind byte, uvarint OfferID length
 //	uvarint total count, then per total (sorted by rule): rule ref,
 //	  zigzag varint n (never 0)
 //	uvarint deferred count, then per offer (sorted by Release, ID):
@@ -356,6 +359,9 @@ func appendPolicy(dst []byte, p *policy, t *strTable) []byte {
 	}
 
 	ids, data := 0, 0
+	for i := range contacts {
+		ids += len(contacts[i].OfferID)
+	}
 	for i := range p.deferred {
 		ids += len(p.deferred[i].ID)
 		data += len(p.deferred[i].Data)
@@ -364,6 +370,9 @@ func appendPolicy(dst []byte, p *policy, t *strTable) []byte {
 		ids += len(decisions[i].OfferID) + len(decisions[i].EventID)
 	}
 	dst = binary.AppendUvarint(dst, uint64(ids))
+	for i := range contacts {
+		dst = append(dst, contacts[i].OfferID...)
+	}
 	for i := range p.deferred {
 		dst = append(dst, p.deferred[i].ID...)
 	}
@@ -386,6 +395,7 @@ func appendPolicy(dst []byte, p *policy, t *strTable) []byte {
 		dst = t.appendRef(dst, ct.Rule)
 		dst = t.appendRef(dst, ct.Channel)
 		dst = append(dst, ct.Kind)
+		dst = binary.AppendUvarint(dst, uint64(len(ct.OfferID)))
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(p.totals)))
 	for i := range p.totals {
@@ -430,8 +440,9 @@ func decodePolicy(p *policy, data []byte, in *interner) error {
 
 func decodePolicyInto(p *policy, data []byte, in *interner) error {
 	d := decoder{b: data}
-	if v := d.byte("version"); d.err == nil && v != policyVersion {
-		return corruptf("unknown policy record version %d", v)
+	version := d.byte("version")
+	if d.err == nil && version != 1 && version != policyVersion {
+		return corruptf("unknown policy record version %d", version)
 	}
 	// count reads an element count; every element takes at least min bytes.
 	count := func(what string, min uint64) int {
@@ -515,6 +526,9 @@ func decodePolicyInto(p *policy, data []byte, in *interner) error {
 		ct.Rule = ref("contact rule")
 		ct.Channel = ref("contact channel")
 		ct.Kind = d.byte("contact kind")
+		if version >= 2 {
+			ct.OfferID = id("contact offer id")
+		}
 		p.contacts = append(p.contacts, ct)
 	}
 

@@ -14,7 +14,8 @@ type Contact struct {
 	TS      int64  // decision time, unix ms
 	Rule    string // rule id
 	Channel string
-	Kind    uint8 // the engine's offer kind (0 marketing, 1 service, 2 opportunity); opaque to state
+	Kind    uint8  // the engine's offer kind (0 marketing, 1 service, 2 opportunity); opaque to state
+	OfferID string // the offer, so that a failed delivery can release its contact
 }
 
 // Deferred is an offer held back by quiet hours, released later by the
@@ -131,6 +132,29 @@ func (c *Customer) AddContact(ct Contact, retention time.Duration) {
 	}
 	c.policyDirty = true
 	c.gen++
+}
+
+// RemoveContact removes the contact of an offer (a delivery that failed
+// releases the cap it held). It reports whether there was one, and marks
+// the policy record dirty when it removed it.
+func (c *Customer) RemoveContact(offerID string) bool {
+	p := &c.pol
+	live := p.contacts[p.coff:]
+	for i := range live {
+		if live[i].OfferID == offerID && offerID != "" {
+			k := p.coff + i
+			copy(p.contacts[k:], p.contacts[k+1:])
+			p.contacts[len(p.contacts)-1] = Contact{}
+			p.contacts = p.contacts[:len(p.contacts)-1]
+			if p.coff == len(p.contacts) {
+				p.contacts, p.coff = p.contacts[:0], 0
+			}
+			c.policyDirty = true
+			c.gen++
+			return true
+		}
+	}
+	return false
 }
 
 // dropContacts drops the k oldest live contacts.

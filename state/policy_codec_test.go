@@ -242,7 +242,7 @@ func TestDecodePolicyErrors(t *testing.T) {
 		want string
 	}{
 		{"an empty record", nil, "version"},
-		{"an unknown version", []byte{2, 0, 0, 0, 0, 0, 0, 0}, "unknown policy record version 2"},
+		{"an unknown version", []byte{3, 0, 0, 0, 0, 0, 0, 0}, "unknown policy record version 3"},
 		{"more strings than bytes", []byte{1, 9, 0}, "string count 9 exceeds record size"},
 		{"a string longer than the record", []byte{1, 1, 5, 'a'}, "string"},
 		{"ids longer than the record", []byte{1, 0, 3, 'a'}, "ids"},

@@ -905,3 +905,36 @@ func TestPolicyMethodsOnClosedStore(t *testing.T) {
 		}
 	}
 }
+
+func TestRemoveContactReleasesItsCap(t *testing.T) {
+	s := statetest.Open(t, state.Options{})
+	c, err := s.Shard(0).Load("C1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.AddContact(state.Contact{TS: 1000, Rule: "r", Channel: "sms", OfferID: "o-1"}, 0)
+	c.AddContact(state.Contact{TS: 2000, Rule: "r", Channel: "sms", OfferID: "o-2"}, 0)
+	b := s.NewBatch()
+	b.Put(c)
+	if err := s.Commit(b); err != nil {
+		t.Fatal(err)
+	}
+	if c.RemoveContact("o-missing") || !c.RemoveContact("o-1") || c.RemoveContact("o-1") {
+		t.Fatal("RemoveContact answers wrong")
+	}
+	if !c.Dirty() || c.CountContacts(0, -1, "", "") != 1 {
+		t.Fatalf("after removal: dirty %v, %d contacts", c.Dirty(), c.CountContacts(0, -1, "", ""))
+	}
+	b.Reset()
+	b.Put(c)
+	if err := s.Commit(b); err != nil {
+		t.Fatal(err)
+	}
+	snap, _, err := s.Snapshot("C1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs := snap.Contacts(); len(cs) != 1 || cs[0].OfferID != "o-2" {
+		t.Fatalf("stored contacts %+v", cs)
+	}
+}
