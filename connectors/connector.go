@@ -53,7 +53,9 @@ func Permanent(err error) bool {
 }
 
 // Factory builds a connector from its configuration (the connector's
-// section of the config file, decoded by the factory).
+// section of the config file, decoded by the factory). Building has no
+// side effects (files are opened, connections made, at the first
+// delivery), so configuration checks build and discard connectors.
 type Factory func(cfg Config) (Connector, error)
 
 // Config is one connector's configuration: its name, type, channel and

@@ -20,6 +20,7 @@ type FileSettings struct {
 // flushed (and for a file, synced) before Deliver returns.
 type File struct {
 	mu   sync.Mutex
+	path string // opened at the first delivery
 	f    *os.File
 	w    *bufio.Writer
 	sync bool
@@ -36,11 +37,7 @@ func NewFile(cfg Config) (Connector, error) {
 	if s.Path == "" {
 		return nil, fmt.Errorf("path is required")
 	}
-	f, err := os.OpenFile(s.Path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
-	if err != nil {
-		return nil, err
-	}
-	return &File{f: f, w: bufio.NewWriter(f), sync: true}, nil
+	return &File{path: s.Path, sync: true}, nil
 }
 
 // NewStdout builds a connector writing JSON lines to standard output.
@@ -62,6 +59,13 @@ func (c *File) Deliver(_ context.Context, o *Offer) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.w == nil {
+		f, err := os.OpenFile(c.path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+		if err != nil {
+			return err
+		}
+		c.f, c.w = f, bufio.NewWriter(f)
+	}
 	c.w.Write(b)
 	c.w.WriteByte('\n')
 	if err := c.w.Flush(); err != nil {
@@ -77,6 +81,9 @@ func (c *File) Deliver(_ context.Context, o *Offer) error {
 func (c *File) Close(context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.w == nil {
+		return nil
+	}
 	err := c.w.Flush()
 	if c.f != nil {
 		if cerr := c.f.Close(); err == nil {

@@ -31,6 +31,9 @@ type Config struct {
 	HTTP     HTTPConfig     `yaml:"http"`
 	Log      LogConfig      `yaml:"log"`
 	Policy   PolicyConfig   `yaml:"policy"`
+	// Connectors deliver offers of a channel to outside systems
+	// (docs/connectors.md).
+	Connectors []ConnectorConfig `yaml:"connectors"`
 }
 
 // PolicyConfig is the contact policy (docs/policy.md).
@@ -59,6 +62,29 @@ type PolicyConfig struct {
 	WeekStart string `yaml:"week_start"`
 	// ReleaseInterval is how often deferred offers are looked for.
 	ReleaseInterval string `yaml:"release_interval"`
+	// KeepFailedContacts keeps counting an offer whose delivery failed
+	// (an offer_failed event) against the customer's caps; by default a
+	// failed delivery releases the contact it held.
+	KeepFailedContacts bool `yaml:"keep_failed_contacts"`
+}
+
+// ConnectorConfig is one connector: a type from the registry (webhook,
+// file, stdout, opportunity) delivering one channel's offers, with the
+// delivery runner's settings and the type's own under settings.
+type ConnectorConfig struct {
+	Name            string         `yaml:"name"`
+	Type            string         `yaml:"type"`
+	Channel         string         `yaml:"channel"`
+	Concurrency     int            `yaml:"concurrency"`
+	MaxAttempts     int            `yaml:"max_attempts"`
+	BackoffBase     string         `yaml:"backoff_base"`
+	BackoffMax      string         `yaml:"backoff_max"`
+	Rate            float64        `yaml:"rate"`
+	Burst           int            `yaml:"burst"`
+	BreakerFailures int            `yaml:"breaker_failures"`
+	BreakerCooldown string         `yaml:"breaker_cooldown"`
+	AckWait         string         `yaml:"ack_wait"`
+	Settings        map[string]any `yaml:"settings"`
 }
 
 // CapConfig is one cap: at most Max offers per period. Per is day, week or
@@ -406,6 +432,7 @@ func (c *Config) Validate() error {
 	}
 	p = append(p, c.HTTP.validate()...) // http.token, http.token_file: engine/http.go
 	p = append(p, c.Policy.validate()...)
+	p = append(p, validateConnectors(c.Connectors)...)
 	if len(p) > 0 {
 		return &ConfigError{Problems: p}
 	}
@@ -418,4 +445,37 @@ func mustDuration(s string) time.Duration {
 		panic(fmt.Sprintf("unvalidated duration %q: %v", s, err))
 	}
 	return d
+}
+
+func validateConnectors(cs []ConnectorConfig) []string {
+	var bad []string
+	names := map[string]bool{}
+	for i, c := range cs {
+		f := fmt.Sprintf("connectors[%d]", i)
+		if c.Name == "" || strings.ContainsAny(c.Name, ". *>") {
+			bad = append(bad, fmt.Sprintf("%s.name: %q must be a name without dots, spaces or wildcards", f, c.Name))
+		}
+		if names[c.Name] {
+			bad = append(bad, fmt.Sprintf("%s.name: %q is used twice", f, c.Name))
+		}
+		names[c.Name] = true
+		if c.Channel == "" || !validType(c.Channel) {
+			bad = append(bad, fmt.Sprintf("%s.channel: %q must match [a-z0-9_]+", f, c.Channel))
+		}
+		for _, d := range []struct{ field, v string }{{"backoff_base", c.BackoffBase}, {"backoff_max", c.BackoffMax}, {"breaker_cooldown", c.BreakerCooldown}, {"ack_wait", c.AckWait}} {
+			if d.v == "" {
+				continue
+			}
+			if v, err := rules.ParseDuration(d.v); err != nil || v <= 0 {
+				bad = append(bad, fmt.Sprintf("%s.%s: %q must be a positive duration", f, d.field, d.v))
+			}
+		}
+		if c.Concurrency < 0 || c.MaxAttempts < 0 || c.Rate < 0 || c.Burst < 0 || c.BreakerFailures < 0 {
+			bad = append(bad, fmt.Sprintf("%s: numbers must not be negative", f))
+		}
+		if _, err := connectors.Builtin().New(connectors.Config{Name: c.Name, Type: c.Type, Channel: c.Channel, Settings: c.Settings}); err != nil {
+			bad = append(bad, fmt.Sprintf("%s: %v", f, err))
+		}
+	}
+	return bad
 }

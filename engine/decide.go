@@ -298,7 +298,7 @@ func (w *worker) emit(it *item, c *state.Customer, p *pending) error {
 	copy(it.records[it.offers+1:], it.records[it.offers:])
 	it.records[it.offers] = rec
 	it.offers++
-	c.AddContact(state.Contact{TS: w.now.UnixMilli(), Rule: r.ID, Channel: ch, Kind: uint8(r.Kind)}, e.contactRetention)
+	c.AddContact(state.Contact{TS: w.now.UnixMilli(), Rule: r.ID, Channel: ch, Kind: uint8(r.Kind), OfferID: p.offer.ID}, e.contactRetention)
 	if l := r.MaxPerCustomer; l != nil && l.Per == 0 {
 		c.AddRuleTotal(r.ID, 1)
 	}

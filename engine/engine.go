@@ -388,6 +388,12 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	}
 	stops = append(stops, stopConsume)
 
+	stopConnectors, err := e.startConnectors(ctx)
+	if err != nil {
+		return err
+	}
+	stops = append(stops, stopConnectors)
+
 	e.ready.Store(true)
 	e.metrics.Ready.Set(1)
 	close(e.readyCh)

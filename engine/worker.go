@@ -145,8 +145,11 @@ func (w *worker) apply(it *item, ev *Event) error {
 	}
 	wasDirty := c.Dirty()
 	defer w.track(c, wasDirty)
-	if ev.Type == "profile" {
+	switch ev.Type {
+	case "profile":
 		c.MergeProfile(ev.Attrs)
+	case connectors.EventOfferFailed:
+		w.releaseFailed(c, ev)
 	}
 	c.Apply(e.plan, ev.Type, ev.TS, ev.Attrs)
 	it.evType = ev.Type
@@ -199,4 +202,22 @@ func (w *worker) deadLetter(it *item, reason, msg string, rule *rules.Rule) {
 		Data:      it.data,
 		tag:       recTag{kind: tagDeadLetter, reason: reason, rule: rule},
 	})
+}
+
+// releaseFailed gives back the contact an offer held when its delivery
+// failed (an offer_failed event from a connector), unless the policy keeps
+// failed contacts: the customer never got the message, so it must not
+// count against the caps.
+func (w *worker) releaseFailed(c *state.Customer, ev *Event) {
+	if w.e.cfg.Policy.KeepFailedContacts {
+		return
+	}
+	id, _ := ev.Attrs["offer_id"].(string)
+	if id == "" || !c.RemoveContact(id) {
+		return
+	}
+	rule, _ := ev.Attrs["rule_id"].(string)
+	if r := w.e.ruleByID[rule]; r != nil && r.MaxPerCustomer != nil && r.MaxPerCustomer.Per == 0 {
+		c.AddRuleTotal(rule, -1)
+	}
 }
