@@ -7,6 +7,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Connector delivers offers to an outside system: an SMS gateway, an app
@@ -66,6 +68,11 @@ type Config struct {
 	Channel string
 	// Settings holds the type's own fields, as decoded from YAML.
 	Settings map[string]any
+	// JS and Prefix are the NATS JetStream handle and subject prefix, for
+	// connectors that keep their data in JetStream (opportunity). JS is
+	// nil when a configuration is only checked.
+	JS     jetstream.JetStream
+	Prefix string
 }
 
 // Registry maps connector type names to factories. Registering a name
@@ -117,11 +124,12 @@ func (r *Registry) Types() []string {
 }
 
 // Builtin returns a registry with the connectors Kairos ships: webhook,
-// file and stdout.
+// file, stdout and opportunity.
 func Builtin() *Registry {
 	r := NewRegistry()
 	r.Register("webhook", NewWebhook)
 	r.Register("file", NewFile)
 	r.Register("stdout", NewStdout)
+	r.Register("opportunity", NewOpportunity)
 	return r
 }

@@ -34,7 +34,7 @@ func RunConnectors(ctx context.Context, js jetstream.JetStream, cfg *Config, cs 
 		wg.Wait()
 	}
 	for _, c := range cs {
-		conn, err := reg2.New(connectors.Config{Name: c.Name, Type: c.Type, Channel: c.Channel, Settings: c.Settings})
+		conn, err := reg2.New(connectors.Config{Name: c.Name, Type: c.Type, Channel: c.Channel, Settings: c.Settings, JS: js, Prefix: cfg.Streams.Prefix})
 		if err != nil {
 			stop()
 			return nil, err

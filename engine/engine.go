@@ -97,6 +97,7 @@ type Engine struct {
 	suppressed       atomic.Pointer[map[string]struct{}]
 	suppressionStamp int64
 	nextRelease      int64 // earliest release time of a deferred offer (unix ms)
+	worklistState
 	// sink, when set, receives each committed batch's records instead of
 	// the outbox and the streams: a simulation (sim.go).
 	sink func([]outRecord)

@@ -71,6 +71,15 @@ func (e *Engine) httpHandler() http.Handler {
 // non-public path) requires the bearer token when one is configured.
 func (e *Engine) adminRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/customers/{id}", e.handleCustomer)
+	mux.HandleFunc("POST /v1/feedback", e.handleFeedback)
+	mux.HandleFunc("GET /v1/opportunities", e.handleOpportunities)
+	mux.HandleFunc("POST /v1/opportunities/{branch}/{id}/{action}", func(w http.ResponseWriter, r *http.Request) {
+		if a := r.PathValue("action"); a != "claim" && a != "outcome" {
+			http.NotFound(w, r)
+			return
+		}
+		e.handleOpportunityChange(w, r)
+	})
 }
 
 // httpFront authenticates, counts and logs requests, then routes them.
