@@ -23,6 +23,8 @@ Usage:
   kairos offers tail [--channel CH] [--all]
   kairos rules check DIR|FILE...
   kairos rules test FILE|DIR...
+  kairos connect [--config kairos.yaml] [--nats-url URL] [--channel CH]
+  kairos opportunities list|claim|outcome --branch B [--by NAME] [--result R] [OFFER_ID]
   kairos replay --rules DIR (--events FILE | --from TIME [--to TIME]) [--compare DIR] [--format md|json|csv]
   kairos profiles import FILE.csv|FILE.jsonl
   kairos explain [--http HOST:PORT] [--token-file FILE] [--config kairos.yaml] [--json] CUSTOMER_ID
@@ -76,6 +78,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return cmdRulesTest(rest[1:], stdout, stderr)
 		}
 		err = sub(rest, stderr, nil)
+	case "connect":
+		err = cmdConnect(ctx, rest, stdout, stderr)
+	case "opportunities":
+		err = cmdOpportunities(ctx, rest, stdout, stderr)
 	case "replay":
 		err = cmdReplay(ctx, rest, stdout, stderr)
 	case "explain", "inspect": // inspect: the operations name for the same view
