@@ -2,6 +2,7 @@ package engine
 
 import (
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -71,7 +72,11 @@ func opsAnchors(t *testing.T, path string) map[string]bool {
 func TestAlertRules(t *testing.T) {
 	alerts := opsAlertRules(t)
 	anchors := opsAnchors(t, opsRepoFile("docs", "operations.md"))
-	te := startOpsEngine(t, nil)
+	// A connector, so that the connector metrics the alerts use are exported.
+	out := filepath.Join(t.TempDir(), "audit.jsonl")
+	te := startOpsEngine(t, func(c *Config) {
+		c.Connectors = []ConnectorConfig{{Name: "audit", Type: "file", Channel: "app_push", Settings: map[string]any{"path": out}}}
+	})
 	te.opsScrape(t)
 	exported := opsExported(t, te)
 	_, coming := opsDocumented(t)

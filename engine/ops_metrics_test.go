@@ -3,6 +3,7 @@ package engine
 import (
 	"bufio"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -139,7 +140,11 @@ func opsDocumented(t *testing.T) (current, coming map[string]string) {
 // with its type, and every metric documented is exported, except those
 // documented as coming.
 func TestDocumentedMetricsAreExported(t *testing.T) {
-	te := startOpsEngine(t, nil)
+	// A connector, so that the connector metrics have series.
+	out := filepath.Join(t.TempDir(), "audit.jsonl")
+	te := startOpsEngine(t, func(c *Config) {
+		c.Connectors = []ConnectorConfig{{Name: "audit", Type: "file", Channel: "app_push", Settings: map[string]any{"path": out}}}
+	})
 	te.opsScrape(t) // the HTTP counter has a series once a request was served
 	exported := opsExported(t, te)
 	documented, coming := opsDocumented(t)

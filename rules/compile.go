@@ -31,6 +31,11 @@ type Options struct {
 	// cost units, as estimated at load and, for rules that iterate, tracked
 	// at evaluation (default 1,000,000).
 	CostLimit uint64
+	// Catalogue, when set, lists the event types rules may name in on and
+	// in window functions; naming another is an error (ErrCatalogue). With
+	// attributes described, Lint also warns about attributes no event type
+	// of a rule carries.
+	Catalogue *Catalogue
 }
 
 func (o *Options) defaults() {
@@ -66,7 +71,8 @@ func (a Aggregate) String() string {
 type Rule struct {
 	RuleDef
 	// Version identifies the rule's definition: a hash of everything that
-	// decides what it does. It changes when the rule is edited.
+	// decides what it does, the lists and macros it uses included. It
+	// changes when the rule, or a list or macro it uses, is edited.
 	Version string
 	// Cost is the estimated worst-case cost of the condition and parameters.
 	Cost uint64
@@ -75,10 +81,17 @@ type Rule struct {
 	// Index is the rule's position in RuleSet.Rules, for callers that keep
 	// per-rule data in a slice. Contacts.Offers names rules by it.
 	Index int
+	// Uses are the names of the lists and macros the rule reads, directly
+	// or through macros, sorted.
+	Uses []string
 
 	when    cel.Program
 	tracked bool // evaluated with cost tracking and cancellation
 	params  []compiledParam
+
+	// What Lint and the check summary need.
+	file    *File
+	numAggs int // distinct aggregates read, whether enabled or not
 }
 
 type compiledParam struct {
@@ -98,6 +111,13 @@ type RuleSet struct {
 	opts     Options
 	// contactHorizon is the longest contact-history span the enabled rules need.
 	contactHorizon time.Duration
+	// env is the set's CEL environment: the base one with the set's lists
+	// declared as constants and its macros as variables.
+	env        *cel.Env
+	lists      []*list         // in file order
+	macros     []*macro        // in file order; a macro's index is its evaluation slot
+	macroIndex map[string]int  // macro name to index in macros
+	defs       map[string]bool // names of every list and macro
 }
 
 // Rules returns every rule of the set (enabled or not) in file order.
@@ -118,7 +138,8 @@ func (rs *RuleSet) Horizon() time.Duration { return rs.opts.Horizon }
 func (rs *RuleSet) ContactHorizon() time.Duration { return rs.contactHorizon }
 
 // For returns the enabled rules an event type triggers, highest priority
-// first, ties by rule id.
+// first, ties by rule id. Shadow rules are included like live ones: the
+// caller decides what to do with their matches by Rule.Mode.
 func (rs *RuleSet) For(eventType string) []*Rule {
 	if r, ok := rs.byType[eventType]; ok {
 		return r
@@ -128,6 +149,24 @@ func (rs *RuleSet) For(eventType string) []*Rule {
 
 // Types returns the event types named in the enabled rules' on lists.
 func (rs *RuleSet) Types() []string { return sortedKeys(rs.byType) }
+
+// Lists returns the set's list definitions, in file order.
+func (rs *RuleSet) Lists() []*ListDef {
+	out := make([]*ListDef, len(rs.lists))
+	for i, l := range rs.lists {
+		out[i] = l.def
+	}
+	return out
+}
+
+// Macros returns the set's macro definitions, in file order.
+func (rs *RuleSet) Macros() []*MacroDef {
+	out := make([]*MacroDef, len(rs.macros))
+	for i, m := range rs.macros {
+		out[i] = m.def
+	}
+	return out
+}
 
 // Load reads, parses and compiles rule files and directories. On any error
 // it returns every problem found, as Errors, and no rule set.
@@ -148,12 +187,34 @@ func Load(opts Options, paths ...string) (*RuleSet, error) {
 // Compile compiles parsed rule files into a rule set. It reports every
 // problem, as Errors.
 func Compile(files []*File, opts Options) (*RuleSet, error) {
+	rs, errs, err := compile(files, opts)
+	if err != nil {
+		return nil, err
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return rs, nil
+}
+
+// compile compiles what it can: the set it returns holds the rules that
+// compiled, and errs every problem, sorted. Such a partial set is only
+// linted, never evaluated. err is a failure of the environment.
+func compile(files []*File, opts Options) (*RuleSet, Errors, error) {
 	opts.defaults()
 	e, err := env()
 	if err != nil {
-		return nil, fmt.Errorf("rules: CEL environment: %w", err)
+		return nil, nil, fmt.Errorf("rules: CEL environment: %w", err)
 	}
-	c := &compiler{env: e, opts: opts, rs: &RuleSet{byType: map[string][]*Rule{}, aggIndex: map[Aggregate]int{}, opts: opts}, ruleIndex: map[string]int{}}
+	c := &compiler{
+		env:       e,
+		opts:      opts,
+		rs:        &RuleSet{byType: map[string][]*Rule{}, aggIndex: map[Aggregate]int{}, opts: opts, macroIndex: map[string]int{}, defs: map[string]bool{}},
+		ruleIndex: map[string]int{},
+		lists:     map[string]*list{},
+		macros:    map[string]*macro{},
+		usedBy:    map[string][]string{},
+	}
 	// Number the rules before compiling any expression, so that offers()
 	// can name a rule defined later. Any rule that fails to compile fails
 	// the whole set, so these are the indexes in RuleSet.Rules.
@@ -174,51 +235,115 @@ func Compile(files []*File, opts Options) (*RuleSet, error) {
 			defs = append(defs, fileDef{f, def})
 		}
 	}
+	// Lists and macros next: they extend the environment rules compile in.
+	c.definitions(files)
 	for i, d := range defs {
 		if r := c.rule(d.f, d.def); r != nil {
 			r.Index = i
 			c.rs.rules = append(c.rs.rules, r)
 		}
 	}
-	if len(c.errs) > 0 {
-		sortErrors(c.errs)
-		return nil, c.errs
-	}
+	c.planMacros()
+	c.nameMacroUsers()
+	c.rs.env = c.env
+	sortErrors(c.errs)
 	c.index()
-	return c.rs, nil
+	return c.rs, c.errs, nil
 }
 
 type compiler struct {
-	env       *cel.Env
+	env       *cel.Env // the base environment, extended with the lists and macros
 	opts      Options
 	rs        *RuleSet
 	ruleIndex map[string]int // rule id to Rule.Index
 	errs      Errors
+	lists     map[string]*list
+	macros    map[string]*macro
+	usedBy    map[string][]string // list or macro name to the ids of the rules that use it
+	sizes     map[string]uint64   // list name to its length, for cost estimation
 }
 
-func (c *compiler) fail(f *File, def *RuleDef, pos Pos, format string, args ...any) {
-	c.errs = append(c.errs, &Error{Pos: pos, RuleID: def.ID, Msg: fmt.Sprintf(format, args...), Snippet: f.snippet(pos), Kind: ErrCompile})
+// site is where an expression is written: a field of a rule, or a macro.
+type site struct {
+	f     *File
+	rule  string // rule id, or empty in a macro
+	macro string
+	field string // "when", "offer.params.x"; empty for a macro
+	e     Expr
+}
+
+// at prefixes a message with the field, when there is one.
+func (s site) at(msg string) string {
+	if s.field == "" {
+		return msg
+	}
+	return s.field + ": " + msg
+}
+
+func (c *compiler) fail(s site, pos Pos, format string, args ...any) *Error {
+	e := &Error{Pos: pos, RuleID: s.rule, Macro: s.macro, Msg: fmt.Sprintf(format, args...), Snippet: s.f.snippet(pos), Kind: ErrCompile}
+	c.errs = append(c.errs, e)
+	if m := c.macros[s.macro]; m != nil {
+		m.errs = append(m.errs, e)
+		m.failed = true
+	}
+	return e
 }
 
 func (c *compiler) rule(f *File, def *RuleDef) *Rule {
-	r := &Rule{RuleDef: *def, Version: version(def)}
+	r := &Rule{RuleDef: *def, file: f}
 	nerr := len(c.errs)
+	if cat := c.opts.Catalogue; cat != nil {
+		for i, t := range def.On {
+			if !cat.knows(t) {
+				pos := def.Pos
+				if i < len(def.onPos) {
+					pos = def.onPos[i]
+				}
+				c.errs = append(c.errs, &Error{Pos: pos, RuleID: def.ID, Msg: "on: " + cat.unknownType(t), Kind: ErrCatalogue})
+			}
+		}
+	}
 	var used []Aggregate
+	uses := map[string]bool{}
 	span := def.Cooldown
 	if def.MaxPerCustomer != nil {
 		span = max(span, def.MaxPerCustomer.Per)
 	}
-	if x, ok := c.expr(f, def, "when", def.When, true); ok {
-		r.when, r.tracked, r.Cost = x.prog, x.tracked, x.cost
+	add := func(x compiledExpr) {
 		used = append(used, x.aggs...)
 		span = max(span, x.contactSpan)
+		r.Cost += x.cost
+	}
+	s := site{f: f, rule: def.ID, field: "when", e: def.When}
+	x, ok := c.expr(s, true, def.Enabled)
+	if ok {
+		r.when, r.tracked = x.prog, x.tracked
+		add(x)
+	}
+	for _, n := range x.uses {
+		uses[n] = true
 	}
 	for _, p := range def.Offer.Params {
-		if x, ok := c.expr(f, def, "offer.params."+p.Name, p.Expr, false); ok {
+		s := site{f: f, rule: def.ID, field: "offer.params." + p.Name, e: p.Expr}
+		x, ok := c.expr(s, false, def.Enabled)
+		if ok {
 			r.params = append(r.params, compiledParam{name: p.Name, prog: x.prog, tracked: x.tracked})
-			r.Cost += x.cost
-			used = append(used, x.aggs...)
-			span = max(span, x.contactSpan)
+			add(x)
+		}
+		for _, n := range x.uses {
+			uses[n] = true
+		}
+	}
+	// What the macros read counts once for the rule, however often it
+	// names them: a macro is evaluated at most once per event.
+	r.Uses = sortedKeys(uses)
+	for _, n := range r.Uses {
+		c.usedBy[n] = append(c.usedBy[n], def.ID)
+		if m := c.macros[n]; m != nil {
+			r.Cost += m.cost
+			used = append(used, m.aggs...)
+			span = max(span, m.contactSpan)
 		}
 	}
 	if len(c.errs) > nerr {
@@ -226,12 +351,18 @@ func (c *compiler) rule(f *File, def *RuleDef) *Rule {
 	}
 	if def.Enabled {
 		for _, a := range used {
-			r.Aggregates = append(r.Aggregates, c.rs.aggIndex[a])
+			r.Aggregates = append(r.Aggregates, c.aggregate(a))
 		}
 		slices.Sort(r.Aggregates)
 		r.Aggregates = slices.Compact(r.Aggregates)
 		c.rs.contactHorizon = max(c.rs.contactHorizon, span)
 	}
+	distinct := map[Aggregate]bool{}
+	for _, a := range used {
+		distinct[a] = true
+	}
+	r.numAggs = len(distinct)
+	r.Version = c.version(def, r.Uses)
 	return r
 }
 
@@ -248,8 +379,9 @@ func (c *compiler) aggregate(a Aggregate) int {
 // compiledExpr is one compiled expression and what it reads.
 type compiledExpr struct {
 	prog    cel.Program
-	tracked bool // evaluated with cost tracking and cancellation
-	cost    uint64
+	tracked bool     // evaluated with cost tracking and cancellation
+	cost    uint64   // of the expression itself, without the macros it uses
+	uses    []string // the lists and macros it reads, directly or not
 	reads
 }
 
@@ -259,111 +391,138 @@ type reads struct {
 	contactSpan time.Duration // longest window of its contacts() and offers() calls
 }
 
-// expr compiles one expression: parse, type-check, check the window and
-// contact calls, estimate the cost and plan the program.
-func (c *compiler) expr(f *File, def *RuleDef, field string, e Expr, wantBool bool) (compiledExpr, bool) {
-	if strings.TrimSpace(e.Src) == "" {
-		c.fail(f, def, e.Pos, "%s is empty", field)
+// expr compiles one expression of a rule: parse, type-check, check the
+// window and contact calls, estimate the cost and plan the program.
+// register says whether to register its aggregates (the rule is enabled).
+func (c *compiler) expr(s site, wantBool, register bool) (compiledExpr, bool) {
+	field := s.field
+	if strings.TrimSpace(s.e.Src) == "" {
+		c.fail(s, s.e.Pos, "%s is empty", field)
 		return compiledExpr{}, false
 	}
-	checked, iss := c.env.Compile(e.Src)
+	parsed, iss := c.env.Parse(s.e.Src)
 	if iss != nil && iss.Err() != nil {
-		for _, ce := range iss.Errors() {
-			c.celError(f, def, field, e, ce)
-		}
+		c.celErrors(s, iss)
 		return compiledExpr{}, false
 	}
-	if wantBool && checked.OutputType() != cel.BoolType {
-		c.fail(f, def, e.Pos, "%s must evaluate to bool, but its type is %s (compare the value, e.g. `event.attrs.flag == true`)", field, checked.OutputType())
-		return compiledExpr{}, false
+	uses, viaFailed, macroCost := c.closure(directUses(parsed.NativeRep().Expr(), c.rs.defs))
+	checked, iss := c.env.Check(parsed)
+	if iss != nil && iss.Err() != nil {
+		c.celErrors(s, iss)
+		return compiledExpr{uses: uses}, false
+	}
+	// A macro with errors has type dyn here: its own errors are reported,
+	// and checks of the type or cost of what uses it would only echo them.
+	if wantBool && !viaFailed && checked.OutputType() != cel.BoolType {
+		c.fail(s, s.e.Pos, "%s must evaluate to bool, but its type is %s (compare the value, e.g. `event.attrs.flag == true`)", field, checked.OutputType())
+		return compiledExpr{uses: uses}, false
 	}
 	nat := checked.NativeRep()
-	rd, ok := c.plannedCalls(f, def, field, e, nat)
+	rd, ok := c.plannedCalls(s, nat)
 	if !ok {
-		return compiledExpr{}, false
+		return compiledExpr{uses: uses}, false
 	}
-	est, err := c.env.EstimateCost(checked, estimator{})
+	est, err := c.env.EstimateCost(checked, estimator{sizes: c.sizes})
 	if err != nil {
-		c.fail(f, def, e.Pos, "%s: estimating its cost: %v", field, err)
-		return compiledExpr{}, false
+		c.fail(s, s.e.Pos, "%s: estimating its cost: %v", field, err)
+		return compiledExpr{uses: uses}, false
 	}
-	if est.Max > c.opts.CostLimit {
-		c.fail(f, def, e.Pos, "%s: estimated cost %d exceeds the limit %d (inputs assumed up to %d elements)", field, est.Max, c.opts.CostLimit, inputSizeBound)
-		return compiledExpr{}, false
+	total := est.Max + macroCost
+	if !viaFailed && total > c.opts.CostLimit {
+		if macroCost > 0 {
+			c.fail(s, s.e.Pos, "%s: estimated cost %d (%d of it in macros) exceeds the limit %d (inputs assumed up to %d elements)", field, total, macroCost, c.opts.CostLimit, inputSizeBound)
+		} else {
+			c.fail(s, s.e.Pos, "%s: estimated cost %d exceeds the limit %d (inputs assumed up to %d elements)", field, est.Max, c.opts.CostLimit, inputSizeBound)
+		}
+		return compiledExpr{uses: uses}, false
 	}
-	if def.Enabled {
+	if register {
 		for _, a := range rd.aggs {
 			c.aggregate(a)
 		}
 	}
-	tracked := hasComprehension(nat.Expr())
+	prog, tracked, err := c.plan(checked)
+	if err != nil {
+		c.fail(s, s.e.Pos, "%s: %v", field, err)
+		return compiledExpr{uses: uses}, false
+	}
+	return compiledExpr{prog: prog, tracked: tracked, cost: est.Max, uses: uses, reads: rd}, true
+}
+
+// plan plans a checked expression with the decorator, and with cost
+// tracking when it iterates.
+func (c *compiler) plan(checked *cel.Ast) (cel.Program, bool, error) {
+	tracked := hasComprehension(checked.NativeRep().Expr())
 	popts := []cel.ProgramOption{cel.CustomDecorator(c.decorator())}
 	if tracked {
 		popts = append(popts, cel.CostLimit(c.opts.CostLimit), cel.InterruptCheckFrequency(100))
 	}
 	prog, err := c.env.Program(checked, popts...)
-	if err != nil {
-		c.fail(f, def, e.Pos, "%s: %v", field, err)
-		return compiledExpr{}, false
-	}
-	return compiledExpr{prog: prog, tracked: tracked, cost: est.Max, reads: rd}, true
+	return prog, tracked, err
 }
 
-func (c *compiler) celError(f *File, def *RuleDef, field string, e Expr, ce *common.Error) {
+func (c *compiler) celErrors(s site, iss *cel.Issues) {
+	for _, ce := range iss.Errors() {
+		c.celError(s, ce)
+	}
+}
+
+func (c *compiler) celError(s site, ce *common.Error) {
 	loc := ce.Location
-	pos := e.Pos
+	pos := s.e.Pos
 	if loc != nil && loc.Line() > 0 {
-		pos = f.exprPos(e, loc.Line(), loc.Column())
+		pos = s.f.exprPos(s.e, loc.Line(), loc.Column())
 	}
 	msg := strings.TrimPrefix(ce.Message, "ERROR: ")
-	c.fail(f, def, pos, "%s: %s", field, msg)
+	c.fail(s, pos, "%s", s.at(msg))
+}
+
+// exprPos returns the position in the file of a node of an expression.
+func (s site) exprPos(a *ast.AST, x ast.Expr) Pos {
+	loc := a.SourceInfo().GetStartLocation(x.ID())
+	if loc.Line() <= 0 {
+		return s.e.Pos
+	}
+	return s.f.exprPos(s.e, loc.Line(), loc.Column())
 }
 
 // plannedCalls finds the window and contact function calls in a checked
 // expression and checks that their arguments are constants within the
 // limits. It reports the first problem of each call.
-func (c *compiler) plannedCalls(f *File, def *RuleDef, field string, e Expr, a *ast.AST) (reads, bool) {
+func (c *compiler) plannedCalls(s site, a *ast.AST) (reads, bool) {
 	var out reads
 	ok := true
-	info := a.SourceInfo()
-	at := func(x ast.Expr) Pos {
-		loc := info.GetStartLocation(x.ID())
-		if loc.Line() <= 0 {
-			return e.Pos
-		}
-		return f.exprPos(e, loc.Line(), loc.Column())
-	}
 	fail := func(x ast.Expr, format string, args ...any) {
-		c.fail(f, def, at(x), "%s: "+format, append([]any{field}, args...)...)
+		c.fail(s, s.exprPos(a, x), "%s", s.at(fmt.Sprintf(format, args...)))
 		ok = false
 	}
 	// constArgs returns the call's arguments, which must be string literals.
 	constArgs := func(name string, params []string, args []ast.Expr) ([]string, bool) {
 		vals := make([]string, len(args))
 		for i, arg := range args {
-			var s types.String
+			var str types.String
 			isStr := false
 			if arg.Kind() == ast.LiteralKind {
-				s, isStr = arg.AsLiteral().(types.String)
+				str, isStr = arg.AsLiteral().(types.String)
 			}
 			if !isStr {
 				fail(arg, "%s(): argument %d (%s) must be a constant string", name, i+1, params[i])
 				return nil, false
 			}
-			vals[i] = string(s)
+			vals[i] = string(str)
 		}
 		return vals, true
 	}
 	// window checks a window argument: a positive duration within the horizon.
-	window := func(name string, arg ast.Expr, s string) (time.Duration, bool) {
-		d, err := ParseDuration(s)
+	window := func(name string, arg ast.Expr, str string) (time.Duration, bool) {
+		d, err := ParseDuration(str)
 		switch {
 		case err != nil:
 			fail(arg, "%s(): window: %v", name, err)
 		case d <= 0:
 			fail(arg, "%s(): window must be positive", name)
 		case d > c.opts.Horizon:
-			fail(arg, "%s(): window %s is longer than the horizon %s", name, s, FormatDuration(c.opts.Horizon))
+			fail(arg, "%s(): window %s is longer than the horizon %s", name, str, FormatDuration(c.opts.Horizon))
 		default:
 			return d, true
 		}
@@ -405,6 +564,11 @@ func (c *compiler) plannedCalls(f *File, def *RuleDef, field string, e Expr, a *
 		agg := Aggregate{Kind: wf.kind, Type: vals[0]}
 		if agg.Type != "*" && !eventTypeRe.MatchString(agg.Type) {
 			fail(args[0], "%s(): event type %q must match [a-z0-9_]+ or be \"*\"", wf.name, agg.Type)
+			return
+		}
+		if cat := c.opts.Catalogue; !cat.knows(agg.Type) {
+			c.fail(s, s.exprPos(a, args[0]), "%s", s.at(fmt.Sprintf("%s(): %s", wf.name, cat.unknownType(agg.Type)))).Kind = ErrCatalogue
+			ok = false
 			return
 		}
 		if len(vals) == 3 {
@@ -558,8 +722,9 @@ func sortErrors(es Errors) {
 	})
 }
 
-// version hashes the parts of a rule definition that decide what it does.
-func version(d *RuleDef) string {
+// version hashes the parts of a rule definition that decide what it does,
+// with the definitions of the lists and macros it uses.
+func (c *compiler) version(d *RuleDef, uses []string) string {
 	h := sha256.New()
 	w := func(parts ...string) {
 		for _, p := range parts {
@@ -575,5 +740,18 @@ func version(d *RuleDef) string {
 		w(p.Name, p.Expr.Src)
 	}
 	writePolicy(d, w)
+	// Names starting with # cannot be param names, so none of these can be
+	// mistaken for a param; nothing is written for a rule without them, so
+	// that it keeps the version it had before they existed.
+	for _, n := range uses {
+		if l := c.lists[n]; l != nil {
+			w(append([]string{"#list", n}, l.def.canonical()...)...)
+		} else if m := c.macros[n]; m != nil {
+			w("#macro", n, m.def.Expr.Src)
+		}
+	}
+	if d.Mode != Live {
+		w("#mode", d.Mode.String())
+	}
 	return hex.EncodeToString(h.Sum(nil))[:12]
 }

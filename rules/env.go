@@ -241,10 +241,18 @@ func plannedFunc(name string, n int, result *cel.Type) cel.EnvOption {
 
 // estimator bounds input sizes for static cost estimation and prices the
 // window functions (a binary search and a scan of the window) and the
-// contact functions (a count over a short history).
-type estimator struct{}
+// contact functions (a count over a short history). The set's lists have
+// their own sizes.
+type estimator struct {
+	sizes map[string]uint64 // list name to length
+}
 
-func (estimator) EstimateSize(checker.AstNode) *checker.SizeEstimate {
+func (e estimator) EstimateSize(n checker.AstNode) *checker.SizeEstimate {
+	if p := n.Path(); len(p) == 1 {
+		if size, ok := e.sizes[p[0]]; ok {
+			return &checker.SizeEstimate{Min: size, Max: size}
+		}
+	}
 	return &checker.SizeEstimate{Min: 0, Max: inputSizeBound}
 }
 

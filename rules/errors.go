@@ -16,6 +16,9 @@ var (
 	ErrEval = errors.New("rule evaluation failed")
 	// ErrDuration marks a malformed duration string.
 	ErrDuration = errors.New("invalid duration")
+	// ErrCatalogue marks an event type that the event catalogue
+	// (Options.Catalogue) does not list, or a malformed catalogue.
+	ErrCatalogue = errors.New("not in the event catalogue")
 )
 
 // Pos is a position in a rule file. Line and Col are 1-based; zero means unknown.
@@ -39,10 +42,14 @@ func (p Pos) String() string {
 type Error struct {
 	Pos    Pos
 	RuleID string // empty when the error is not inside a rule
-	Msg    string
+	// Macro or List names the macro or list the error is in, when it is
+	// not inside a rule.
+	Macro string
+	List  string
+	Msg   string
 	// Snippet, when set, is the source line and a caret under the column.
 	Snippet string
-	// Kind is ErrInvalid or ErrCompile.
+	// Kind is ErrInvalid, ErrCompile or ErrCatalogue.
 	Kind error
 }
 
@@ -50,9 +57,7 @@ func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(e.Pos.String())
 	b.WriteString(": ")
-	if e.RuleID != "" {
-		fmt.Fprintf(&b, "rule %q: ", e.RuleID)
-	}
+	writeSubject(&b, e.RuleID, e.Macro, e.List)
 	b.WriteString(e.Msg)
 	if e.Snippet != "" {
 		b.WriteString("\n")
@@ -62,6 +67,18 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Kind }
+
+// writeSubject writes what a message is about: a rule, a macro or a list.
+func writeSubject(b *strings.Builder, ruleID, macro, list string) {
+	switch {
+	case ruleID != "":
+		fmt.Fprintf(b, "rule %q: ", ruleID)
+	case macro != "":
+		fmt.Fprintf(b, "macro %q: ", macro)
+	case list != "":
+		fmt.Fprintf(b, "list %q: ", list)
+	}
+}
 
 // Errors is every problem found while loading rule files, in file and line order.
 type Errors []*Error

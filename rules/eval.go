@@ -67,7 +67,14 @@ type Evaluator struct {
 
 // NewEvaluator returns an evaluator of rs.
 func (rs *RuleSet) NewEvaluator() *Evaluator {
-	return &Evaluator{rs: rs}
+	e := &Evaluator{rs: rs}
+	if len(rs.macros) > 0 {
+		e.act.macros = rs.macros
+		e.act.macroIndex = rs.macroIndex
+		e.act.macroVals = make([]ref.Val, len(rs.macros))
+		e.act.touched = make([]int, 0, len(rs.macros))
+	}
+	return e
 }
 
 // Evaluate runs the enabled rules that in.Event's type triggers, highest
@@ -89,6 +96,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, in *Input, dst []Match) (match
 	a.now = types.Timestamp{Time: in.Now.UTC()}
 	a.windows = in.Windows
 	a.contacts = in.Contacts
+	a.ctx = ctx
 	defer a.reset()
 	for _, r := range list {
 		ok, err := e.when(ctx, r)
@@ -152,13 +160,22 @@ func (e *Evaluator) eval(ctx context.Context, p cel.Program, tracked bool) (ref.
 	return v, nil
 }
 
-// activation resolves the rule language's variables for one event.
+// activation resolves the rule language's variables for one event. A
+// macro is evaluated the first time it is read, with the activation
+// itself, and its value kept until reset: each macro runs at most once per
+// event, whichever rules and comprehensions read it.
 type activation struct {
 	ev       eventVal
 	profile  map[string]any
 	now      ref.Val
 	windows  Windows
 	contacts Contacts
+	ctx      context.Context
+
+	macros     []*macro       // the rule set's, by index
+	macroIndex map[string]int // name to index
+	macroVals  []ref.Val      // by index; nil until evaluated for this event
+	touched    []int          // indexes with a value, to clear them in reset
 }
 
 func (a *activation) ResolveName(name string) (any, bool) {
@@ -174,12 +191,51 @@ func (a *activation) ResolveName(name string) (any, bool) {
 	case contactsVar:
 		return a.contacts, a.contacts != nil
 	}
+	if i, ok := a.macroIndex[name]; ok {
+		return a.macro(i), true
+	}
 	return nil, false
+}
+
+// macro returns the value of macro i for the current event, evaluating it
+// on first use. An error is kept as the value, like any other, and names
+// the macro.
+func (a *activation) macro(i int) ref.Val {
+	if v := a.macroVals[i]; v != nil {
+		return v
+	}
+	m := a.macros[i]
+	var (
+		v   ref.Val
+		err error
+	)
+	if m.tracked {
+		v, _, err = m.prog.ContextEval(a.ctx, a)
+	} else {
+		v, _, err = m.prog.Eval(a)
+	}
+	if err == nil && types.IsError(v) {
+		err = v.(*types.Err)
+	}
+	if err != nil {
+		v = types.WrapErr(fmt.Errorf("%s: %w", m.label, err))
+	}
+	a.macroVals[i] = v
+	a.touched = append(a.touched, i)
+	return v
 }
 
 func (a *activation) Parent() interpreter.Activation { return nil }
 
-func (a *activation) reset() { *a = activation{} }
+// reset drops what the activation holds of the last event, keeping the
+// rule set's macros and the slices for their values.
+func (a *activation) reset() {
+	for _, i := range a.touched {
+		a.macroVals[i] = nil
+	}
+	a.touched = a.touched[:0]
+	a.ev, a.profile, a.now, a.windows, a.contacts, a.ctx = eventVal{}, nil, nil, nil, nil, nil
+}
 
 // windowCall is the planned form of a window function call: it reads one
 // aggregate by index.

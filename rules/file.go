@@ -26,9 +26,11 @@ const DefaultTTL = 24 * time.Hour
 
 // File is one parsed rule file, before compilation.
 type File struct {
-	Name  string
-	Rules []*RuleDef
-	lines []string
+	Name   string
+	Rules  []*RuleDef
+	Lists  []*ListDef  // in file order
+	Macros []*MacroDef // in file order
+	lines  []string
 }
 
 // RuleDef is a rule as written in a rule file.
@@ -39,7 +41,13 @@ type RuleDef struct {
 	When        Expr
 	Offer       OfferDef
 	Enabled     bool
-	Pos         Pos // where the rule's mapping starts
+	// Mode is Live (the default) or Shadow: a shadow rule is evaluated
+	// like a live one, but the engine records its offers without sending
+	// them.
+	Mode Mode
+	Pos  Pos // where the rule's mapping starts
+	// onPos are the positions of the On items.
+	onPos []Pos
 
 	// The contact-policy fields. Package rules checks them; the engine's
 	// contact policy applies them.
@@ -95,6 +103,8 @@ func ParseFile(name string, data []byte) (*File, error) {
 	}
 	root := doc.Content[0]
 	p.mapping(root, "", map[string]func(*yaml.Node){
+		"lists":  p.lists,
+		"macros": p.macros,
 		"rules": func(n *yaml.Node) {
 			if n.Kind != yaml.SequenceNode {
 				p.errorf(p.pos(n), "", "rules must be a list of rules")
@@ -224,6 +234,7 @@ func (p *fileParser) rule(n *yaml.Node) *RuleDef {
 				if t != "*" && !eventTypeRe.MatchString(t) {
 					p.errorf(p.pos(v.Content[i]), r.ID, "on: event type %q must match [a-z0-9_]+ or be \"*\"", t)
 				}
+				r.onPos = append(r.onPos, p.pos(v.Content[i]))
 			}
 		},
 		"when": func(v *yaml.Node) {
@@ -233,6 +244,7 @@ func (p *fileParser) rule(n *yaml.Node) *RuleDef {
 		},
 		"offer":   func(v *yaml.Node) { p.offer(v, r) },
 		"enabled": func(v *yaml.Node) { r.Enabled, _ = p.boolean(v, r.ID, "enabled") },
+		"mode":    func(v *yaml.Node) { p.mode(v, r) },
 		"kind":    func(v *yaml.Node) { p.kind(v, r) },
 		"cooldown": func(v *yaml.Node) {
 			r.Cooldown, _ = p.positiveDuration(v, r.ID, "cooldown")
