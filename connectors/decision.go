@@ -33,6 +33,9 @@ type Decision struct {
 	EventTS     int64  `msgpack:"event_ts" json:"event_ts"`
 	DecidedAt   int64  `msgpack:"decided_at" json:"decided_at"`
 	ReleaseAt   int64  `msgpack:"release_at,omitempty" json:"release_at,omitempty"`
+	// Mode is "shadow" for a shadow rule's decision (what it would have
+	// done; nothing was sent or counted), empty for a live one.
+	Mode string `msgpack:"mode,omitempty" json:"mode,omitempty"`
 }
 
 // EncodeDecision encodes d and appends the bytes to dst.

@@ -179,25 +179,22 @@ func (w *worker) decide(it *item, ev *Event, c *state.Customer) error {
 	slots := pol.maxPerEvent
 	loc := w.location(c.Profile())
 	dnd := w.doNotDisturb(c)
-	now := w.now.UnixMilli()
+	// Shadow rules first: they change nothing, so they see the customer
+	// as the event found them.
+	for i := range w.matches {
+		if m := &w.matches[i]; m.Rule.Mode == rules.Shadow {
+			if err := w.shadow(it, ev, c, m, loc, dnd); err != nil {
+				return err
+			}
+		}
+	}
 	for i := range w.matches {
 		m := &w.matches[i]
 		r := m.Rule
-		p := pending{rule: r, fromEvent: true, offer: connectors.Offer{
-			ID:          offerID(r.ID, ev.CustomerID, ev.ID),
-			RuleID:      r.ID,
-			RuleVersion: r.Version,
-			CustomerID:  ev.CustomerID,
-			Product:     r.Offer.Product,
-			Template:    r.Offer.Template,
-			Params:      m.Params,
-			Priority:    r.Offer.Priority,
-			EventID:     ev.ID,
-			EventType:   ev.Type,
-			EventTS:     ev.TS,
-			DecidedAt:   now,
-			ExpiresAt:   now + r.Offer.TTL.Milliseconds(),
-		}}
+		if r.Mode == rules.Shadow {
+			continue
+		}
+		p := w.newPending(ev, m)
 		reason := w.ruleCheck(r, c)
 		switch r.Kind {
 		case rules.Service:
@@ -265,6 +262,74 @@ func (w *worker) decide(it *item, ev *Event, c *state.Customer) error {
 	return nil
 }
 
+// newPending is the offer a match would make.
+func (w *worker) newPending(ev *Event, m *rules.Match) pending {
+	r := m.Rule
+	now := w.now.UnixMilli()
+	return pending{rule: r, fromEvent: true, offer: connectors.Offer{
+		ID:          offerID(r.ID, ev.CustomerID, ev.ID),
+		RuleID:      r.ID,
+		RuleVersion: r.Version,
+		CustomerID:  ev.CustomerID,
+		Product:     r.Offer.Product,
+		Template:    r.Offer.Template,
+		Params:      m.Params,
+		Priority:    r.Offer.Priority,
+		EventID:     ev.ID,
+		EventType:   ev.Type,
+		EventTS:     ev.TS,
+		DecidedAt:   now,
+		ExpiresAt:   now + r.Offer.TTL.Milliseconds(),
+	}}
+}
+
+// shadow records what a shadow rule would have decided, as if it were
+// the only rule that matched the event: its own limits, the customer's
+// caps, quiet hours, channels and holdout, against the customer's state
+// before this event's live offers. It sends nothing and changes no
+// counter, cap or budget; the decision carries mode shadow.
+func (w *worker) shadow(it *item, ev *Event, c *state.Customer, m *rules.Match, loc *time.Location, dnd bool) error {
+	r := m.Rule
+	p := w.newPending(ev, m)
+	pol := w.e.pol
+	reason := w.ruleCheck(r, c)
+	marketing := r.Kind == rules.Marketing
+	if reason == "" && dnd && r.Kind != rules.Service {
+		reason = ReasonDoNotDisturb
+	}
+	if reason == "" && marketing {
+		reason = w.capCheck(pol.caps, c, kindMarketing, "", loc)
+	}
+	if reason == "" && r.Kind == rules.Opportunity {
+		reason = w.capCheck(pol.oppCaps, c, kindOpportunity, "", loc)
+	}
+	outcome := connectors.Emitted
+	if reason == "" && marketing && pol.quiet != nil {
+		if quiet, until := pol.quiet.quietUntil(w.now, loc); quiet {
+			reason = ReasonQuietHours
+			if pol.quiet.deferIt && until.UnixMilli() < p.offer.ExpiresAt {
+				outcome = connectors.Deferred
+			}
+		}
+	}
+	if reason == "" {
+		if r.Kind == rules.Opportunity {
+			p.offer.Channel = r.Offer.Channels[0]
+		} else {
+			p.offer.Channel, reason = w.chooseChannel(r, c, marketing, loc)
+		}
+	}
+	if reason == "" && r.Kind != rules.Service && w.holdout(r, c) {
+		reason = ReasonHoldout
+	}
+	switch {
+	case outcome == connectors.Deferred:
+	case reason != "":
+		outcome = connectors.Suppressed
+	}
+	return w.recordMode(it, c, &p, outcome, reason, 0, "shadow")
+}
+
 func (w *worker) holdout(r *rules.Rule, c *state.Customer) bool {
 	f := w.e.pol.holdout
 	if r.Holdout != nil {
@@ -326,6 +391,11 @@ func (w *worker) deferOffer(it *item, c *state.Customer, p *pending, release int
 // record publishes the decision and keeps it in the customer's recent
 // decisions.
 func (w *worker) record(it *item, c *state.Customer, p *pending, outcome, reason string, release int64) error {
+	return w.recordMode(it, c, p, outcome, reason, release, "")
+}
+
+// recordMode is record for a live ("") or shadow decision.
+func (w *worker) recordMode(it *item, c *state.Customer, p *pending, outcome, reason string, release int64, mode string) error {
 	e := w.e
 	r := p.rule
 	kind := rules.Marketing // a released offer whose rule is gone was marketing
@@ -347,13 +417,17 @@ func (w *worker) record(it *item, c *state.Customer, p *pending, outcome, reason
 		EventTS:     p.offer.EventTS,
 		DecidedAt:   w.now.UnixMilli(),
 		ReleaseAt:   release,
+		Mode:        mode,
 	}
 	data, err := w.enc.EncodeDecision(nil, &d, e.enc)
 	if err != nil {
 		return err
 	}
 	stage := "final"
-	if outcome == connectors.Deferred {
+	switch {
+	case mode == "shadow":
+		stage = "shadow"
+	case outcome == connectors.Deferred:
 		stage = "deferred"
 	}
 	it.records = append(it.records, outRecord{
@@ -364,9 +438,13 @@ func (w *worker) record(it *item, c *state.Customer, p *pending, outcome, reason
 		Header:    []string{headerCT, e.enc.ContentType(), HeaderRule, d.RuleID},
 		Data:      data,
 		eventTS:   d.EventTS,
-		tag:       recTag{kind: tagDecision, rule: r, ruleID: d.RuleID, outcome: outcome, reason: reason, channel: d.Channel, fromEvent: p.fromEvent},
+		tag:       recTag{kind: tagDecision, rule: r, ruleID: d.RuleID, outcome: outcome, reason: reason, channel: d.Channel, fromEvent: p.fromEvent, mode: mode},
 	})
-	c.AddDecision(state.Decision{TS: d.DecidedAt, Rule: d.RuleID, OfferID: d.ID, EventID: d.EventID, Outcome: outcome, Reason: reason, Channel: d.Channel}, e.pol.keep)
+	kept := outcome
+	if mode != "" {
+		kept = mode + ":" + outcome // explain shows shadow decisions beside the live ones
+	}
+	c.AddDecision(state.Decision{TS: d.DecidedAt, Rule: d.RuleID, OfferID: d.ID, EventID: d.EventID, Outcome: kept, Reason: reason, Channel: d.Channel}, e.pol.keep)
 	return nil
 }
 

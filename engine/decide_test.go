@@ -225,10 +225,10 @@ func TestBudgetCooldownAndMaxPerCustomer(t *testing.T) {
 	// The batch was evaluated twice (in parallel, then in stream order
 	// once the budget ran out) but counts once.
 	m := te.e.metrics
-	if got := testutil.ToFloat64(m.Decisions.WithLabelValues("emitted")) + testutil.ToFloat64(m.Decisions.WithLabelValues("suppressed")); got != 60 {
+	if got := testutil.ToFloat64(m.Decisions.WithLabelValues("emitted", "live")) + testutil.ToFloat64(m.Decisions.WithLabelValues("suppressed", "live")); got != 60 {
 		t.Errorf("kairos_decisions_total says %v decisions, the stream has 60", got)
 	}
-	if got := testutil.ToFloat64(m.Suppressed.WithLabelValues("coupon", "budget")); got != 55 {
+	if got := testutil.ToFloat64(m.Suppressed.WithLabelValues("coupon", "budget", "live")); got != 55 {
 		t.Errorf("kairos_offers_suppressed_total{coupon,budget} = %v, want 55", got)
 	}
 	if got := testutil.ToFloat64(m.BudgetRemaining.WithLabelValues("coupon", "total")); got != 0 {

@@ -197,7 +197,7 @@ func (e *Engine) setRules(rs *rules.RuleSet) error {
 			rm.offers[ch] = e.metrics.Offers.WithLabelValues(r.ID, ch)
 		}
 		for _, reason := range e.pol.reasonsFor(r) {
-			e.metrics.Suppressed.WithLabelValues(r.ID, reason)
+			e.metrics.Suppressed.WithLabelValues(r.ID, reason, r.Mode.String())
 		}
 		e.ruleM[r.Index] = rm
 	}

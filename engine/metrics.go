@@ -70,9 +70,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Offers: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "offers_total",
 			Help: "Offers emitted, by rule and channel."}, []string{"rule", "channel"}),
 		Suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "offers_suppressed_total",
-			Help: "Rule matches not sent, by rule and reason."}, []string{"rule", "reason"}),
+			Help: "Rule matches not sent, by rule, reason and mode (live, or shadow: what a shadow rule would have had suppressed)."}, []string{"rule", "reason", "mode"}),
 		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "decisions_total",
-			Help: "Decisions published, by outcome (emitted, suppressed, deferred)."}, []string{"outcome"}),
+			Help: "Decisions published, by outcome (emitted, suppressed, deferred) and mode (live, shadow)."}, []string{"outcome", "mode"}),
 		Deferred: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "offers_deferred_total",
 			Help: "Offers held back by quiet hours to be released later."}),
 		BudgetRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "rule_budget_remaining",
@@ -117,7 +117,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Invalid.WithLabelValues(r)
 	}
 	for _, o := range []string{"emitted", "suppressed", "deferred"} {
-		m.Decisions.WithLabelValues(o)
+		m.Decisions.WithLabelValues(o, "live")
+		m.Decisions.WithLabelValues(o, "shadow")
 	}
 	return m
 }

@@ -33,6 +33,7 @@ type recTag struct {
 	reason    string
 	channel   string
 	fromEvent bool // a decision made for an event (not a release)
+	mode      string
 }
 
 const (

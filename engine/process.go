@@ -371,7 +371,11 @@ func (e *Engine) count(items []item) {
 			case tagOffer:
 				e.ruleM[t.rule.Index].offer(t.channel)
 			case tagDecision:
-				m.Decisions.WithLabelValues(t.outcome).Inc()
+				mode := t.mode
+				if mode == "" {
+					mode = "live"
+				}
+				m.Decisions.WithLabelValues(t.outcome, mode).Inc()
 				if t.fromEvent && !it.recv.IsZero() {
 					m.ArrivalToDecision.Observe(committed.Sub(it.recv).Seconds())
 					m.EventTimeToDecision.Observe(float64(committed.UnixMilli()-it.records[j].eventTS) / 1000)
@@ -381,7 +385,7 @@ func (e *Engine) count(items []item) {
 				}
 				switch t.outcome {
 				case "suppressed":
-					m.Suppressed.WithLabelValues(t.ruleID, t.reason).Inc()
+					m.Suppressed.WithLabelValues(t.ruleID, t.reason, mode).Inc()
 				case "deferred":
 					m.Deferred.Inc()
 				}

@@ -48,6 +48,7 @@ type ReplayReport struct {
 type RuleProjection struct {
 	Rule       string         `json:"rule"`
 	Kind       string         `json:"kind"`
+	Mode       string         `json:"mode"` // shadow: what it would have done`
 	Matched    int            `json:"matched"`
 	Emitted    int            `json:"emitted"`
 	Suppressed map[string]int `json:"suppressed"`
@@ -74,7 +75,7 @@ func NewReplay(rs *rules.RuleSet, pol PolicyConfig) (*Replay, error) {
 		Opportunities: map[string]int{}, Suppressed: map[string]int{}, byRule: map[string]*RuleProjection{}, deferred: map[string]bool{},
 	}}
 	for _, rule := range rs.Rules() {
-		p := &RuleProjection{Rule: rule.ID, Kind: rule.Kind.String(), Suppressed: map[string]int{}, ByChannel: map[string]int{}, ByDay: map[string]int{}}
+		p := &RuleProjection{Rule: rule.ID, Kind: rule.Kind.String(), Mode: rule.Mode.String(), Suppressed: map[string]int{}, ByChannel: map[string]int{}, ByDay: map[string]int{}}
 		if b := rule.Budget; b != nil {
 			p.Budget = &BudgetBurn{Total: b.Total, PerDay: b.PerDay}
 		}
@@ -165,12 +166,14 @@ func (r *Replay) tally(res *Result) {
 				p.Budget.Used++
 				p.Budget.MaxPerDay = max(p.Budget.MaxPerDay, p.ByDay[day])
 			}
-			if d.Kind == "opportunity" {
+			if d.Kind == "opportunity" && d.Mode == "" {
 				rep.Opportunities[r.branch(d.CustomerID)]++
 			}
 		case connectors.Suppressed:
 			p.Suppressed[d.Reason]++
-			rep.Suppressed[d.Reason]++
+			if d.Mode == "" {
+				rep.Suppressed[d.Reason]++
+			}
 		}
 	}
 }
@@ -254,12 +257,17 @@ func (rep *ReplayReport) Write(w io.Writer, format string) error {
 			rep.Events, rep.From.Format(time.RFC3339), rep.To.Format(time.RFC3339), rep.Invalid, rep.RuleErrors, rep.WallSeconds, rep.EventsPerSec)
 		fmt.Fprintln(w, "| rule | kind | matched | emitted | suppressed (by reason) | by channel | budget used |")
 		fmt.Fprintln(w, "|---|---|---:|---:|---|---|---|")
+		// A shadow rule's row is what it would have done ("would emit").
 		for _, p := range rep.Rules {
 			budget := ""
 			if b := p.Budget; b != nil {
 				budget = fmt.Sprintf("%d of %s (most in a day %d of %s)", b.Used, limitStr(b.Total), b.MaxPerDay, limitStr(b.PerDay))
 			}
-			fmt.Fprintf(w, "| %s | %s | %d | %d | %s | %s | %s |\n", p.Rule, p.Kind, p.Matched, p.Emitted, kv(p.Suppressed), kv(p.ByChannel), budget)
+			kind := p.Kind
+			if p.Mode == "shadow" {
+				kind += " (shadow)"
+			}
+			fmt.Fprintf(w, "| %s | %s | %d | %d | %s | %s | %s |\n", p.Rule, kind, p.Matched, p.Emitted, kv(p.Suppressed), kv(p.ByChannel), budget)
 		}
 		fmt.Fprintln(w, "\n## Offers per rule and day\n\n| rule | day | emitted |\n|---|---|---:|")
 		for _, p := range rep.Rules {

@@ -226,6 +226,9 @@ func runTest(rs *rules.RuleSet, pol engine.PolicyConfig, t *Test) (string, error
 	var problems []string
 	collect := func(res *engine.Result) {
 		for _, d := range res.Decisions {
+			if d.Mode == "shadow" {
+				continue // a shadow rule sends nothing: not an offer or a suppression
+			}
 			at := time.UnixMilli(d.DecidedAt).Sub(t.Start)
 			switch d.Outcome {
 			case connectors.Emitted:
