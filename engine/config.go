@@ -116,6 +116,13 @@ type RulesConfig struct {
 	Dir       string `yaml:"dir"`
 	Horizon   string `yaml:"horizon"`
 	CostLimit uint64 `yaml:"cost_limit"`
+	// Watch is how often the rules directory is checked for changes, which
+	// are then reloaded; "off" disables watching (SIGHUP and
+	// POST /v1/rules/reload still reload).
+	Watch string `yaml:"watch"`
+	// Catalogue, when set, is an event catalogue the rules are checked
+	// against (docs/rules.md).
+	Catalogue string `yaml:"catalogue"`
 }
 
 // NATSConfig says which NATS to use: an external one (URL set) or the
@@ -236,6 +243,7 @@ func (c *Config) Defaults() {
 	def(&c.Data, "data")
 	def(&c.Rules.Dir, "rules")
 	def(&c.Rules.Horizon, "90d")
+	def(&c.Rules.Watch, "2s")
 	if c.Rules.CostLimit == 0 {
 		c.Rules.CostLimit = rules.DefaultCostLimit
 	}
@@ -339,6 +347,14 @@ func (c *Config) Validate() error {
 		return d
 	}
 	dur("rules.horizon", c.Rules.Horizon, false)
+	if c.Rules.Watch != "off" {
+		dur("rules.watch", c.Rules.Watch, false)
+	}
+	if c.Rules.Catalogue != "" {
+		if _, err := rules.LoadCatalogue(c.Rules.Catalogue); err != nil {
+			bad("rules.catalogue: %v", err)
+		}
+	}
 	if c.NATS.URL == "" {
 		if _, _, err := net.SplitHostPort(c.NATS.Listen); err != nil {
 			bad("nats.listen: %v", err)

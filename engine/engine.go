@@ -98,6 +98,10 @@ type Engine struct {
 	suppressionStamp int64
 	nextRelease      int64 // earliest release time of a deferred offer (unix ms)
 	worklistState
+	view       atomic.Pointer[ruleView]
+	lastReload atomic.Pointer[reloadStatus]
+	reloadReq  chan chan error
+	swapCh     chan *ruleSwap
 	// sink, when set, receives each committed batch's records instead of
 	// the outbox and the streams: a simulation (sim.go).
 	sink func([]outRecord)
@@ -138,18 +142,20 @@ func New(opts Options) (*Engine, error) {
 	enc, _ := connectors.ParseEncoding(cfg.Engine.OfferEncoding)
 	pol, _ := compilePolicy(&cfg.Policy) // validated above
 	e := &Engine{
-		cfg:     cfg,
-		log:     log,
-		reg:     reg,
-		metrics: NewMetrics(reg),
-		now:     now,
-		sub:     newSubjects(cfg.Streams.Prefix),
-		enc:     enc,
-		readyCh: make(chan struct{}),
-		crash:   crashPointsFromEnv(),
-		pol:     pol,
+		cfg:       cfg,
+		log:       log,
+		reg:       reg,
+		metrics:   NewMetrics(reg),
+		now:       now,
+		sub:       newSubjects(cfg.Streams.Prefix),
+		enc:       enc,
+		readyCh:   make(chan struct{}),
+		crash:     crashPointsFromEnv(),
+		reloadReq: make(chan chan error),
+		swapCh:    make(chan *ruleSwap),
+		pol:       pol,
 	}
-	rs, err := rules.Load(rules.Options{Horizon: mustDuration(cfg.Rules.Horizon), CostLimit: cfg.Rules.CostLimit}, cfg.Rules.Dir)
+	rs, err := e.loadRules()
 	if err != nil {
 		return nil, err
 	}
@@ -171,6 +177,7 @@ func (e *Engine) setRules(rs *rules.RuleSet) error {
 		return fmt.Errorf("window plan: %w", err)
 	}
 	e.rs, e.plan = rs, plan
+	e.view.Store(&ruleView{rs: rs, plan: plan, loadedAt: time.Now()})
 	e.ruleByID = make(map[string]*rules.Rule, len(rs.Rules()))
 	e.budgeted = nil
 	for _, r := range rs.Rules() {
@@ -394,6 +401,11 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		return err
 	}
 	stops = append(stops, stopConnectors)
+
+	rctx, stopReloader := context.WithCancel(ctx)
+	reloaderDone := make(chan struct{})
+	go func() { defer close(reloaderDone); e.reloader(rctx) }()
+	stops = append(stops, func() { stopReloader(); <-reloaderDone })
 
 	e.ready.Store(true)
 	e.metrics.Ready.Set(1)

@@ -82,6 +82,7 @@ func (e *Engine) Explain(customerID string) (*Explanation, error) {
 		return nil, err
 	}
 	now := e.now()
+	view := e.view.Load()
 	x := &Explanation{CustomerID: customerID, Found: ok, At: now.UnixMilli(), Profile: map[string]any{},
 		Windows: []WindowValue{}, Caps: []CapUse{}, Contacts: []ContactView{}, Deferred: []DeferredView{}, Decisions: []DecisionView{}}
 	if !ok {
@@ -91,8 +92,8 @@ func (e *Engine) Explain(customerID string) (*Explanation, error) {
 	w := &worker{e: e, locs: map[string]*time.Location{}, now: now}
 	loc := w.location(x.Profile)
 	x.Timezone = loc.String()
-	for i, a := range e.rs.Aggregates() {
-		v := c.Value(e.plan, i, now.UnixMilli())
+	for i, a := range view.rs.Aggregates() {
+		v := c.Value(view.plan, i, now.UnixMilli())
 		wv := WindowValue{Aggregate: a.String(), Display: "none"}
 		if v == v && v < 1e308 {
 			wv.Value = &v

@@ -82,6 +82,9 @@ func (e *Engine) loop(ctx context.Context) error {
 				return err
 			}
 			continue
+		case sw := <-e.swapCh:
+			sw.done <- e.swapRules(sw.rs)
+			continue
 		case <-tick.C:
 			e.reloadSuppression()
 			if err := e.releaseWithRetry(ctx); err != nil {
@@ -100,6 +103,12 @@ func (e *Engine) loop(ctx context.Context) error {
 			default:
 				break drain
 			}
+		}
+		// A new rule set waiting is swapped in before this batch.
+		select {
+		case sw := <-e.swapCh:
+			sw.done <- e.swapRules(sw.rs)
+		default:
 		}
 		// Offers whose quiet hours ended go out before the events that
 		// arrive at the same clock, on every run alike.

@@ -32,24 +32,27 @@ func useExampleRules(t testing.TB, dir string) {
 	}
 }
 
-// publishAsync publishes msgs and returns the last stream sequence.
+// publishAsync publishes msgs, a thousand at a time, and returns the last
+// stream sequence.
 func publishAsync(t testing.TB, js jetstream.JetStream, msgs []*nats.Msg) uint64 {
 	t.Helper()
-	var futures []jetstream.PubAckFuture
-	for _, m := range msgs {
-		f, err := js.PublishMsgAsync(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		futures = append(futures, f)
-	}
 	var last uint64
-	for _, f := range futures {
-		select {
-		case a := <-f.Ok():
-			last = max(last, a.Sequence)
-		case err := <-f.Err():
-			t.Fatal(err)
+	for start := 0; start < len(msgs); start += 1000 {
+		var futures []jetstream.PubAckFuture
+		for _, m := range msgs[start:min(start+1000, len(msgs))] {
+			f, err := js.PublishMsgAsync(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			futures = append(futures, f)
+		}
+		for _, f := range futures {
+			select {
+			case a := <-f.Ok():
+				last = max(last, a.Sequence)
+			case err := <-f.Err():
+				t.Fatal(err)
+			}
 		}
 	}
 	return last

@@ -6,6 +6,8 @@ import (
 	"flag"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/kairos-engine/kairos/engine"
 )
@@ -52,6 +54,21 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	// SIGHUP reloads the rules; a bad set is logged and the running one
+	// keeps running.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				_ = e.Reload(ctx)
+			}
+		}
+	}()
 	return e.Run(ctx)
 }
 
