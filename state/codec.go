@@ -31,9 +31,9 @@ const windowVersion = 1
 const watermarkVersion = 1
 
 // policyVersion is the first byte of a policy record. Version 2 added the
-// offer id of each contact; version 1 records still decode (their contacts
-// have no offer id).
-const policyVersion = 2
+// offer id of each contact, version 3 the exposures; older records still
+// decode (without them).
+const policyVersion = 3
 
 func corruptf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
@@ -41,7 +41,7 @@ func corruptf(format string, args ...any) error {
 
 // appendWindow appends the window record of c to dst:
 //
-//	version byte (2)
+//	version byte (3)
 //	uvarint series count, then per series:
 //	  uvarint len + type bytes, uvarint len + attr bytes, kind byte,
 //	  uvarint entry count n, and when n > 0:
@@ -310,14 +310,14 @@ func (t *strTable) appendRef(dst []byte, s string) []byte {
 // appendPolicy appends the policy record of p to dst, using t (reset here)
 // as scratch:
 //
-//	version byte (2)
+//	version byte (3)
 //	uvarint string count, then per string uvarint len + bytes: the
 //	  table of rule ids, channels, outcomes and reasons, referred to
 //	  below as uvarint indexes ("ref")
-//	uvarint len + ids: the contact OfferIDs, the deferred IDs, then the
-//	  decision OfferIDs and EventIDs, concatenated in the order they
-//	  appear below
-//	uvarint len + data: the deferred Data, concatenated
+//	uvarint len + ids: the contact OfferIDs, the deferred IDs, the
+//	  decision OfferIDs and EventIDs, then the exposure OfferIDs,
+//	  concatenated in the order they appear below
+//	uvarint len + data: the deferred Data, then the exposure Data
 //	uvarint contact count, then per contact: TS (the first as a zigzag
 //	  varint, then uvarint deltas to the previous), rule ref, channel
 //	  ref, kind byte, uvarint OfferID length
@@ -330,6 +330,9 @@ func (t *strTable) appendRef(dst []byte, s string) []byte {
 //	  varint TS minus the previous TS (the first minus 0, both modulo
 //	  2^64), rule ref, uvarint OfferID length, uvarint EventID length,
 //	  outcome ref, reason ref, channel ref
+//	uvarint exposure count, then per exposure (in TS order): zigzag
+//	  varint TS minus the previous TS, rule ref, uvarint OfferID length,
+//	  flags byte (1 holdout, 2 converted), uvarint Data length
 //
 // The lengths take their bytes from ids and data in turn, which they must
 // use up exactly. Decoding then allocates one string for all ids and one
@@ -351,6 +354,9 @@ func appendPolicy(dst []byte, p *policy, t *strTable) []byte {
 		t.add(d.Reason)
 		t.add(d.Channel)
 	}
+	for i := range p.exposures {
+		t.add(p.exposures[i].Rule)
+	}
 	dst = append(dst, policyVersion)
 	dst = binary.AppendUvarint(dst, uint64(len(t.strs)))
 	for _, s := range t.strs {
@@ -369,6 +375,10 @@ func appendPolicy(dst []byte, p *policy, t *strTable) []byte {
 	for i := range decisions {
 		ids += len(decisions[i].OfferID) + len(decisions[i].EventID)
 	}
+	for i := range p.exposures {
+		ids += len(p.exposures[i].OfferID)
+		data += len(p.exposures[i].Data)
+	}
 	dst = binary.AppendUvarint(dst, uint64(ids))
 	for i := range contacts {
 		dst = append(dst, contacts[i].OfferID...)
@@ -379,9 +389,15 @@ func appendPolicy(dst []byte, p *policy, t *strTable) []byte {
 	for i := range decisions {
 		dst = append(append(dst, decisions[i].OfferID...), decisions[i].EventID...)
 	}
+	for i := range p.exposures {
+		dst = append(dst, p.exposures[i].OfferID...)
+	}
 	dst = binary.AppendUvarint(dst, uint64(data))
 	for i := range p.deferred {
 		dst = append(dst, p.deferred[i].Data...)
+	}
+	for i := range p.exposures {
+		dst = append(dst, p.exposures[i].Data...)
 	}
 
 	dst = binary.AppendUvarint(dst, uint64(len(contacts)))
@@ -422,6 +438,24 @@ func appendPolicy(dst []byte, p *policy, t *strTable) []byte {
 		dst = t.appendRef(dst, d.Outcome)
 		dst = t.appendRef(dst, d.Reason)
 		dst = t.appendRef(dst, d.Channel)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(p.exposures)))
+	prev = 0
+	for i := range p.exposures {
+		x := &p.exposures[i]
+		dst = binary.AppendVarint(dst, x.TS-prev)
+		prev = x.TS
+		dst = t.appendRef(dst, x.Rule)
+		dst = binary.AppendUvarint(dst, uint64(len(x.OfferID)))
+		var flags byte
+		if x.Holdout {
+			flags |= 1
+		}
+		if x.Converted {
+			flags |= 2
+		}
+		dst = append(dst, flags)
+		dst = binary.AppendUvarint(dst, uint64(len(x.Data)))
 	}
 	return dst
 }
@@ -590,6 +624,26 @@ func decodePolicyInto(p *policy, data []byte, in *interner) error {
 		dc.Reason = ref("decision reason")
 		dc.Channel = ref("decision channel")
 		p.decisions = append(p.decisions, dc)
+	}
+	if version >= 3 {
+		n = count("exposure count", 5)
+		ts = 0
+		for i := 0; i < n && d.err == nil; i++ {
+			ts += d.varint("exposure timestamp")
+			x := Exposure{TS: ts}
+			x.Rule = ref("exposure rule")
+			x.OfferID = id("exposure offer id")
+			flags := d.byte("exposure flags")
+			if flags > 3 {
+				return corruptf("exposure flags %d", flags)
+			}
+			x.Holdout, x.Converted = flags&1 != 0, flags&2 != 0
+			x.Data = dataOf("exposure data")
+			if i > 0 && d.err == nil && p.exposures[i-1].TS > x.TS {
+				return corruptf("exposures not in time order")
+			}
+			p.exposures = append(p.exposures, x)
+		}
 	}
 	if d.err != nil {
 		return d.err

@@ -38,6 +38,18 @@ type Decision struct {
 	Channel string
 }
 
+// Exposure is an offer emitted to the customer, or a holdout decision, of
+// a rule that measures conversions: what a later conversion event is
+// attributed to.
+type Exposure struct {
+	TS        int64 // decision time, unix ms
+	Rule      string
+	OfferID   string
+	Holdout   bool   // a control-group decision: nothing was sent
+	Converted bool   // a conversion was attributed to it
+	Data      []byte // engine-encoded offer; opaque to state
+}
+
 // policy is the contact-policy state of a customer, stored under k/<id>.
 type policy struct {
 	// contacts[coff:] are the live contacts in TS order; like a series,
@@ -52,6 +64,8 @@ type policy struct {
 	// decisions[doff:] are the kept decisions, oldest first.
 	decisions []Decision
 	doff      int
+	// exposures are in TS order.
+	exposures []Exposure
 }
 
 type ruleTotal struct {
@@ -67,7 +81,7 @@ type dueRef struct {
 }
 
 func (p *policy) empty() bool {
-	return len(p.contacts) == p.coff && len(p.totals) == 0 && len(p.deferred) == 0 && len(p.decisions) == p.doff
+	return len(p.contacts) == p.coff && len(p.totals) == 0 && len(p.deferred) == 0 && len(p.decisions) == p.doff && len(p.exposures) == 0
 }
 
 // reset empties p, keeping its arrays but no references into them.
@@ -80,6 +94,8 @@ func (p *policy) reset() {
 	p.deferred = p.deferred[:0]
 	clear(p.decisions)
 	p.decisions, p.doff = p.decisions[:0], 0
+	clear(p.exposures)
+	p.exposures = p.exposures[:0]
 }
 
 // Contacts returns the kept contacts, oldest first. The slice is a
@@ -391,4 +407,51 @@ func dueRefs(dst []dueRef, ds []Deferred) []dueRef {
 		dst = append(dst, dueRef{release: ds[i].Release, id: ds[i].ID})
 	}
 	return dst
+}
+
+// AddExposure records an exposure in TS order, and drops those with
+// TS <= newest.TS-retention (retention <= 0 keeps all; Options.
+// MaxSeriesEntries bounds them). Data is copied. It marks the policy
+// record dirty.
+func (c *Customer) AddExposure(x Exposure, retention time.Duration) {
+	p := &c.pol
+	x.Rule = c.intern(x.Rule)
+	x.Data = append([]byte(nil), x.Data...)
+	pos := len(p.exposures)
+	for pos > 0 && p.exposures[pos-1].TS > x.TS {
+		pos--
+	}
+	p.exposures = slices.Insert(p.exposures, pos, x)
+	if retention > 0 {
+		cut := subSat(p.exposures[len(p.exposures)-1].TS, retention.Milliseconds())
+		k := 0
+		for k < len(p.exposures) && p.exposures[k].TS <= cut {
+			k++
+		}
+		if k > 0 {
+			p.exposures = slices.Delete(p.exposures, 0, k)
+		}
+	}
+	if over := len(p.exposures) - c.maxEntries; c.maxEntries > 0 && over > 0 {
+		p.exposures = slices.Delete(p.exposures, 0, over)
+	}
+	c.policyDirty = true
+	c.gen++
+}
+
+// Exposures returns the kept exposures, oldest first (a read-only view).
+func (c *Customer) Exposures() []Exposure { return c.pol.exposures }
+
+// MarkConverted marks the exposure of an offer as converted; it reports
+// whether it found one not yet converted.
+func (c *Customer) MarkConverted(offerID string) bool {
+	for i := range c.pol.exposures {
+		if x := &c.pol.exposures[i]; x.OfferID == offerID && !x.Converted {
+			x.Converted = true
+			c.policyDirty = true
+			c.gen++
+			return true
+		}
+	}
+	return false
 }

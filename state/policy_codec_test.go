@@ -48,6 +48,9 @@ func seedPolicies(tb testing.TB) map[string][]byte {
 			Outcome: []string{"emitted", "suppressed", "deferred"}[i%3], Reason: []string{"", "cap", "quiet hours"}[i%3], Channel: "email",
 		}, 4)
 	}
+	c.AddExposure(Exposure{TS: t0, Rule: "rule-0", OfferID: "offer-0", Data: []byte{0x81, 0xa1, 'p', 1}}, 0)
+	c.AddExposure(Exposure{TS: t0 + 5000, Rule: "rule-1", OfferID: "offer-h", Holdout: true}, 0)
+	c.MarkConverted("offer-0")
 	out["full"] = enc(c)
 
 	c = newTestCustomer()
@@ -183,6 +186,11 @@ func diffPolicy(a, b *policy) string {
 	if x, y := a.decisions[a.doff:], b.decisions[b.doff:]; !slices.Equal(x, y) {
 		return fmt.Sprintf("decisions %+v vs %+v", x, y)
 	}
+	if !slices.EqualFunc(a.exposures, b.exposures, func(x, y Exposure) bool {
+		return x.TS == y.TS && x.Rule == y.Rule && x.OfferID == y.OfferID && x.Holdout == y.Holdout && x.Converted == y.Converted && bytes.Equal(x.Data, y.Data)
+	}) {
+		return fmt.Sprintf("exposures %+v vs %+v", a.exposures, b.exposures)
+	}
 	return ""
 }
 
@@ -223,6 +231,13 @@ func TestPolicyRoundTrip(t *testing.T) {
 		for range r.IntN(30) {
 			c.AddDecision(Decision{TS: ts(), Rule: rules[r.IntN(len(rules))], OfferID: str(8), EventID: str(8), Outcome: str(2), Reason: str(5), Channel: str(2)}, keep)
 		}
+		for range r.IntN(10) {
+			id := str(6)
+			c.AddExposure(Exposure{TS: ts(), Rule: rules[r.IntN(len(rules))], OfferID: id, Holdout: r.IntN(2) == 0, Data: []byte(str(12))}, 0)
+			if r.IntN(3) == 0 {
+				c.MarkConverted(id)
+			}
+		}
 		checkPolicy(t, &c.pol)
 		enc := appendPolicy(nil, &c.pol, &strTable{})
 		var p policy
@@ -242,7 +257,7 @@ func TestDecodePolicyErrors(t *testing.T) {
 		want string
 	}{
 		{"an empty record", nil, "version"},
-		{"an unknown version", []byte{3, 0, 0, 0, 0, 0, 0, 0}, "unknown policy record version 3"},
+		{"an unknown version", []byte{4, 0, 0, 0, 0, 0, 0, 0}, "unknown policy record version 4"},
 		{"more strings than bytes", []byte{1, 9, 0}, "string count 9 exceeds record size"},
 		{"a string longer than the record", []byte{1, 1, 5, 'a'}, "string"},
 		{"ids longer than the record", []byte{1, 0, 3, 'a'}, "ids"},

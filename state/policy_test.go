@@ -938,3 +938,31 @@ func TestRemoveContactReleasesItsCap(t *testing.T) {
 		t.Fatalf("stored contacts %+v", cs)
 	}
 }
+
+func TestExposuresRetentionAndConversion(t *testing.T) {
+	s := statetest.Open(t, state.Options{})
+	c, err := s.Shard(0).Load("C1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := 24 * time.Hour
+	c.AddExposure(state.Exposure{TS: 1 * day.Milliseconds(), Rule: "r", OfferID: "old"}, 7*day)
+	c.AddExposure(state.Exposure{TS: 5 * day.Milliseconds(), Rule: "r", OfferID: "held", Holdout: true}, 7*day)
+	c.AddExposure(state.Exposure{TS: 9 * day.Milliseconds(), Rule: "r", OfferID: "new", Data: []byte("offer")}, 7*day)
+	if xs := c.Exposures(); len(xs) != 2 || xs[0].OfferID != "held" {
+		t.Fatalf("retention kept %+v", xs)
+	}
+	if !c.MarkConverted("new") || c.MarkConverted("new") || c.MarkConverted("old") {
+		t.Fatal("MarkConverted answers wrong")
+	}
+	b := s.NewBatch()
+	b.Put(c)
+	if err := s.Commit(b); err != nil {
+		t.Fatal(err)
+	}
+	snap, _, _ := s.Snapshot("C1")
+	xs := snap.Exposures()
+	if len(xs) != 2 || !xs[0].Holdout || !xs[1].Converted || string(xs[1].Data) != "offer" {
+		t.Fatalf("stored exposures %+v", xs)
+	}
+}
