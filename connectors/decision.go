@@ -12,6 +12,15 @@ const (
 	Emitted    = "emitted"
 	Suppressed = "suppressed"
 	Deferred   = "deferred"
+	// Converted records a conversion attributed to an offer (or a
+	// holdout decision): its event is the conversion event.
+	Converted = "converted"
+)
+
+// Conversion groups.
+const (
+	GroupTreatment = "treatment"
+	GroupHoldout   = "holdout"
 )
 
 // Decision is the record of what the engine decided for one rule match,
@@ -36,6 +45,8 @@ type Decision struct {
 	// Mode is "shadow" for a shadow rule's decision (what it would have
 	// done; nothing was sent or counted), empty for a live one.
 	Mode string `msgpack:"mode,omitempty" json:"mode,omitempty"`
+	// Group is treatment or holdout, for a conversion.
+	Group string `msgpack:"group,omitempty" json:"group,omitempty"`
 }
 
 // EncodeDecision encodes d and appends the bytes to dst.

@@ -370,10 +370,16 @@ func (w *worker) emit(it *item, c *state.Customer, p *pending) error {
 	if r.Budget != nil {
 		w.reserved[r.Index]++
 	}
+	if err := w.expose(c, p, false); err != nil {
+		return err
+	}
 	return w.record(it, c, p, connectors.Emitted, "", 0)
 }
 
 func (w *worker) suppress(it *item, c *state.Customer, p *pending, reason string) {
+	if reason == ReasonHoldout {
+		_ = w.expose(c, p, true) // the control group's baseline for uplift
+	}
 	_ = w.record(it, c, p, connectors.Suppressed, reason, 0)
 }
 

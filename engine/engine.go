@@ -206,6 +206,10 @@ func (e *Engine) setRules(rs *rules.RuleSet) error {
 		for _, reason := range e.pol.reasonsFor(r) {
 			e.metrics.Suppressed.WithLabelValues(r.ID, reason, r.Mode.String())
 		}
+		if r.Conversion != nil && r.Enabled {
+			e.metrics.Conversions.WithLabelValues(r.ID, "treatment")
+			e.metrics.Conversions.WithLabelValues(r.ID, "holdout")
+		}
 		e.ruleM[r.Index] = rm
 	}
 	e.metrics.RulesLoaded.Set(float64(len(rs.Rules())))

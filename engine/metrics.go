@@ -34,6 +34,7 @@ type Metrics struct {
 	Decisions           *prometheus.CounterVec
 	Deferred            prometheus.Counter
 	BudgetRemaining     *prometheus.GaugeVec
+	Conversions         *prometheus.CounterVec
 	// RulesReloads counts rule reloads by result, "success" or "failure"
 	// (both pre-created): increment it once per reload attempt.
 	RulesReloads *prometheus.CounterVec
@@ -75,6 +76,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Decisions published, by outcome (emitted, suppressed, deferred) and mode (live, shadow)."}, []string{"outcome", "mode"}),
 		Deferred: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "offers_deferred_total",
 			Help: "Offers held back by quiet hours to be released later."}),
+		Conversions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "conversions_total",
+			Help: "Conversions attributed to a rule's offers (group treatment) or holdout decisions (group holdout)."}, []string{"rule", "group"}),
 		BudgetRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "rule_budget_remaining",
 			Help: "Offers a budgeted rule may still issue, by rule and period (total, day); 0 means the rule has stopped."}, []string{"rule", "period"}),
 		BatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "batch_size",
@@ -107,7 +110,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.Events, m.Invalid, m.Duplicates, m.RuleEvals, m.RuleMatches, m.RuleErrors, m.Offers,
 			m.BatchSize, m.BatchDuration, m.ArrivalToOffer, m.EventTimeToOffer, m.ArrivalToDecision, m.EventTimeToDecision, m.Applied, m.PublishRetries, m.RulesLoaded, m.Ready,
-			m.Suppressed, m.Decisions, m.Deferred, m.BudgetRemaining, m.RulesReloads, m.HTTPRequests, m.BuildInfo)
+			m.Suppressed, m.Decisions, m.Deferred, m.BudgetRemaining, m.RulesReloads, m.HTTPRequests, m.BuildInfo, m.Conversions)
 	}
 	for _, r := range []string{ReloadSuccess, ReloadFailure} {
 		m.RulesReloads.WithLabelValues(r)
@@ -116,7 +119,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{ReasonDecode, ReasonInvalid, ReasonOversize, ReasonEval} {
 		m.Invalid.WithLabelValues(r)
 	}
-	for _, o := range []string{"emitted", "suppressed", "deferred"} {
+	for _, o := range []string{"emitted", "suppressed", "deferred", "converted"} {
 		m.Decisions.WithLabelValues(o, "live")
 		m.Decisions.WithLabelValues(o, "shadow")
 	}

@@ -25,6 +25,7 @@ const opsRules = testRules + `  - id: big-txn
     on: [txn]
     when: has(event.attrs.amount) && count("txn", "1h") >= 2
     budget: {total: 100, per_day: 10}
+    conversion: {event: card_activated, within: 7d}
     offer: { channels: [sms], product: P2 }
 `
 

@@ -40,6 +40,7 @@ const (
 	tagOffer = iota + 1
 	tagDecision
 	tagDeadLetter
+	tagConversion
 )
 
 const outboxVersion = 1

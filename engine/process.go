@@ -398,6 +398,9 @@ func (e *Engine) count(items []item) {
 				case "deferred":
 					m.Deferred.Inc()
 				}
+			case tagConversion:
+				m.Conversions.WithLabelValues(t.ruleID, t.outcome).Inc()
+				m.Decisions.WithLabelValues(connectors.Converted, "live").Inc()
 			case tagDeadLetter:
 				m.Invalid.WithLabelValues(t.reason).Inc()
 				if t.rule != nil {

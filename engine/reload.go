@@ -159,6 +159,7 @@ func (e *Engine) swapRules(rs *rules.RuleSet) error {
 			m.Offers.DeletePartialMatch(map[string]string{"rule": r.ID})
 			m.Suppressed.DeletePartialMatch(map[string]string{"rule": r.ID})
 			m.BudgetRemaining.DeletePartialMatch(map[string]string{"rule": r.ID})
+			m.Conversions.DeletePartialMatch(map[string]string{"rule": r.ID})
 		}
 	}
 	return nil

@@ -163,6 +163,9 @@ func (w *worker) apply(it *item, ev *Event) error {
 		Windows:  &w.win,
 		Contacts: &w.con,
 	}
+	if err := w.convert(it, ev, c); err != nil {
+		return fmt.Errorf("conversions: %w", err)
+	}
 	var errs []*rules.EvalError
 	w.matches, errs = w.eval.Evaluate(e.hard, &w.in, w.matches[:0])
 	err = w.decide(it, ev, c)

@@ -89,6 +89,9 @@ type Rule struct {
 	tracked bool // evaluated with cost tracking and cancellation
 	params  []compiledParam
 
+	convWhere   cel.Program // nil: every conversion event counts
+	convTracked bool
+
 	// What Lint and the check summary need.
 	file    *File
 	numAggs int // distinct aggregates read, whether enabled or not
@@ -118,6 +121,9 @@ type RuleSet struct {
 	macros     []*macro        // in file order; a macro's index is its evaluation slot
 	macroIndex map[string]int  // macro name to index in macros
 	defs       map[string]bool // names of every list and macro
+	// conversions are the enabled rules by their conversion event type.
+	conversions       map[string][]*Rule
+	conversionHorizon time.Duration
 }
 
 // Rules returns every rule of the set (enabled or not) in file order.
@@ -248,6 +254,7 @@ func compile(files []*File, opts Options) (*RuleSet, Errors, error) {
 	c.rs.env = c.env
 	sortErrors(c.errs)
 	c.index()
+	c.indexConversions()
 	return c.rs, c.errs, nil
 }
 
@@ -362,6 +369,9 @@ func (c *compiler) rule(f *File, def *RuleDef) *Rule {
 		distinct[a] = true
 	}
 	r.numAggs = len(distinct)
+	if !c.compileConversion(f, r) {
+		return nil
+	}
 	r.Version = c.version(def, r.Uses)
 	return r
 }
@@ -740,6 +750,10 @@ func (c *compiler) version(d *RuleDef, uses []string) string {
 		w(p.Name, p.Expr.Src)
 	}
 	writePolicy(d, w)
+	if cv := d.Conversion; cv != nil {
+		// "#conversion" cannot be a param name either.
+		w("#conversion", cv.Event, cv.Where.Src, cv.Within.String())
+	}
 	// Names starting with # cannot be param names, so none of these can be
 	// mistaken for a param; nothing is written for a rule without them, so
 	// that it keeps the version it had before they existed.

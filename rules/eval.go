@@ -170,6 +170,7 @@ type activation struct {
 	now      ref.Val
 	windows  Windows
 	contacts Contacts
+	offer    map[string]any // conversion conditions only
 	ctx      context.Context
 
 	macros     []*macro       // the rule set's, by index
@@ -190,6 +191,8 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		return a.windows, a.windows != nil
 	case contactsVar:
 		return a.contacts, a.contacts != nil
+	case conversionVar:
+		return a.offer, a.offer != nil
 	}
 	if i, ok := a.macroIndex[name]; ok {
 		return a.macro(i), true

@@ -45,7 +45,9 @@ type RuleDef struct {
 	// like a live one, but the engine records its offers without sending
 	// them.
 	Mode Mode
-	Pos  Pos // where the rule's mapping starts
+	// Conversion, when set, is how the rule's success is measured.
+	Conversion *Conversion
+	Pos        Pos // where the rule's mapping starts
 	// onPos are the positions of the On items.
 	onPos []Pos
 
@@ -252,6 +254,7 @@ func (p *fileParser) rule(n *yaml.Node) *RuleDef {
 		"max_per_customer": func(v *yaml.Node) { p.maxPerCustomer(v, r) },
 		"budget":           func(v *yaml.Node) { p.budget(v, r) },
 		"holdout":          func(v *yaml.Node) { p.holdout(v, r) },
+		"conversion":       func(v *yaml.Node) { p.conversion(v, r) },
 	}, seen)
 	if seen["id"] == nil {
 		p.errorf(p.pos(n), "", "rule has no id")
