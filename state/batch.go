@@ -245,6 +245,32 @@ func (b *Batch) DeleteOutbox(key []byte) {
 	b.ops = append(b.ops, o)
 }
 
+// SetWatermark stores, in the batch, the watermark of another stream
+// than the main one, under m/applied/<name>.
+func (b *Batch) SetWatermark(name string, w Watermark) {
+	o := op{kind: opSet, customerSlot: -1}
+	o.k0 = len(b.arena)
+	b.arena = append(append(b.arena, keyApplied+"/"...), name...)
+	o.k1 = len(b.arena)
+	o.v0 = o.k1
+	b.arena = appendWatermark(b.arena, w)
+	o.v1 = len(b.arena)
+	b.ops = append(b.ops, o)
+}
+
+// MarkSeen stores a marker under s/<key> that expires after ttl: an
+// event id already applied, so that a re-sent batch event is skipped
+// even after the stream's duplicate window (Store.Seen). The TTL only
+// collects the marker.
+func (b *Batch) MarkSeen(key string, ttl time.Duration) {
+	o := op{kind: opSet, customerSlot: -1, ttl: ttl}
+	o.k0 = len(b.arena)
+	b.arena = append(append(b.arena, prefixSeen...), key...)
+	o.k1 = len(b.arena)
+	o.v0, o.v1 = o.k1, o.k1
+	b.ops = append(b.ops, o)
+}
+
 // SetApplied sets the watermark Commit stores under m/applied.
 func (b *Batch) SetApplied(w Watermark) {
 	b.applied = w

@@ -16,6 +16,7 @@ const (
 	prefixPolicy   = "k/"
 	prefixDue      = "q/"
 	prefixCounter  = "n/"
+	prefixSeen     = "s/"
 	keyApplied     = "m/applied"
 	keySchema      = "m/schema"
 )
@@ -31,9 +32,9 @@ const windowVersion = 1
 const watermarkVersion = 1
 
 // policyVersion is the first byte of a policy record. Version 2 added the
-// offer id of each contact, version 3 the exposures; older records still
-// decode (without them).
-const policyVersion = 3
+// offer id of each contact, version 3 the exposures, version 4 the last
+// day seen per event type; older records still decode (without them).
+const policyVersion = 4
 
 func corruptf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
@@ -41,7 +42,7 @@ func corruptf(format string, args ...any) error {
 
 // appendWindow appends the window record of c to dst:
 //
-//	version byte (3)
+//	version byte (4)
 //	uvarint series count, then per series:
 //	  uvarint len + type bytes, uvarint len + attr bytes, kind byte,
 //	  uvarint entry count n, and when n > 0:
@@ -310,7 +311,7 @@ func (t *strTable) appendRef(dst []byte, s string) []byte {
 // appendPolicy appends the policy record of p to dst, using t (reset here)
 // as scratch:
 //
-//	version byte (3)
+//	version byte (4)
 //	uvarint string count, then per string uvarint len + bytes: the
 //	  table of rule ids, channels, outcomes and reasons, referred to
 //	  below as uvarint indexes ("ref")
@@ -333,6 +334,7 @@ func (t *strTable) appendRef(dst []byte, s string) []byte {
 //	uvarint exposure count, then per exposure (in TS order): zigzag
 //	  varint TS minus the previous TS, rule ref, uvarint OfferID length,
 //	  flags byte (1 holdout, 2 converted), uvarint Data length
+//	uvarint seen count, then per type (sorted): type ref, zigzag varint day
 //
 // The lengths take their bytes from ids and data in turn, which they must
 // use up exactly. Decoding then allocates one string for all ids and one
@@ -356,6 +358,9 @@ func appendPolicy(dst []byte, p *policy, t *strTable) []byte {
 	}
 	for i := range p.exposures {
 		t.add(p.exposures[i].Rule)
+	}
+	for i := range p.seen {
+		t.add(p.seen[i].Type)
 	}
 	dst = append(dst, policyVersion)
 	dst = binary.AppendUvarint(dst, uint64(len(t.strs)))
@@ -456,6 +461,11 @@ func appendPolicy(dst []byte, p *policy, t *strTable) []byte {
 		}
 		dst = append(dst, flags)
 		dst = binary.AppendUvarint(dst, uint64(len(x.Data)))
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(p.seen)))
+	for i := range p.seen {
+		dst = t.appendRef(dst, p.seen[i].Type)
+		dst = binary.AppendVarint(dst, int64(p.seen[i].Day))
 	}
 	return dst
 }
@@ -643,6 +653,24 @@ func decodePolicyInto(p *policy, data []byte, in *interner) error {
 				return corruptf("exposures not in time order")
 			}
 			p.exposures = append(p.exposures, x)
+		}
+	}
+	if version >= 4 {
+		n = count("seen count", 2)
+		for i := 0; i < n && d.err == nil; i++ {
+			sd := SeenDay{Type: ref("seen type")}
+			day := d.varint("seen day")
+			if d.err != nil {
+				break
+			}
+			if day < math.MinInt32 || day > math.MaxInt32 {
+				return corruptf("seen day %d out of range", day)
+			}
+			sd.Day = int32(day)
+			if i > 0 && strings.Compare(p.seen[i-1].Type, sd.Type) >= 0 {
+				return corruptf("seen types not sorted at %q", sd.Type)
+			}
+			p.seen = append(p.seen, sd)
 		}
 	}
 	if d.err != nil {

@@ -66,6 +66,16 @@ type policy struct {
 	doff      int
 	// exposures are in TS order.
 	exposures []Exposure
+	// seen is the last day (UTC days since 1970) an event of each type
+	// came, sorted by type.
+	seen []SeenDay
+}
+
+// SeenDay is the last day an event of a type came for the customer, in
+// whole UTC days since 1970-01-01.
+type SeenDay struct {
+	Type string
+	Day  int32
 }
 
 type ruleTotal struct {
@@ -81,7 +91,7 @@ type dueRef struct {
 }
 
 func (p *policy) empty() bool {
-	return len(p.contacts) == p.coff && len(p.totals) == 0 && len(p.deferred) == 0 && len(p.decisions) == p.doff && len(p.exposures) == 0
+	return len(p.contacts) == p.coff && len(p.totals) == 0 && len(p.deferred) == 0 && len(p.decisions) == p.doff && len(p.exposures) == 0 && len(p.seen) == 0
 }
 
 // reset empties p, keeping its arrays but no references into them.
@@ -96,6 +106,8 @@ func (p *policy) reset() {
 	p.decisions, p.doff = p.decisions[:0], 0
 	clear(p.exposures)
 	p.exposures = p.exposures[:0]
+	clear(p.seen)
+	p.seen = p.seen[:0]
 }
 
 // Contacts returns the kept contacts, oldest first. The slice is a
@@ -454,4 +466,36 @@ func (c *Customer) MarkConverted(offerID string) bool {
 		}
 	}
 	return false
+}
+
+const dayMillis = 24 * 3600 * 1000
+
+// Seen records that an event of typ came at tsMillis. Only the day is
+// kept, so the policy record is written at most once a day per type.
+func (c *Customer) Seen(typ string, tsMillis int64) {
+	day := int32(floorDiv(tsMillis, dayMillis))
+	p := &c.pol
+	i, found := slices.BinarySearchFunc(p.seen, typ, func(s SeenDay, t string) int { return strings.Compare(s.Type, t) })
+	if found {
+		if p.seen[i].Day >= day {
+			return
+		}
+		p.seen[i].Day = day
+	} else {
+		p.seen = slices.Insert(p.seen, i, SeenDay{Type: c.intern(typ), Day: day})
+	}
+	c.policyDirty = true
+	c.gen++
+}
+
+// LastSeen returns, per event type, the last day one came (a read-only
+// view, sorted by type).
+func (c *Customer) LastSeen() []SeenDay { return c.pol.seen }
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if (a%b != 0) && ((a < 0) != (b < 0)) {
+		q--
+	}
+	return q
 }

@@ -51,6 +51,8 @@ func seedPolicies(tb testing.TB) map[string][]byte {
 	c.AddExposure(Exposure{TS: t0, Rule: "rule-0", OfferID: "offer-0", Data: []byte{0x81, 0xa1, 'p', 1}}, 0)
 	c.AddExposure(Exposure{TS: t0 + 5000, Rule: "rule-1", OfferID: "offer-h", Holdout: true}, 0)
 	c.MarkConverted("offer-0")
+	c.Seen("login", t0)
+	c.Seen("txn", t0-5*86_400_000)
 	out["full"] = enc(c)
 
 	c = newTestCustomer()
@@ -191,6 +193,9 @@ func diffPolicy(a, b *policy) string {
 	}) {
 		return fmt.Sprintf("exposures %+v vs %+v", a.exposures, b.exposures)
 	}
+	if !slices.Equal(a.seen, b.seen) {
+		return fmt.Sprintf("seen %+v vs %+v", a.seen, b.seen)
+	}
 	return ""
 }
 
@@ -238,6 +243,9 @@ func TestPolicyRoundTrip(t *testing.T) {
 				c.MarkConverted(id)
 			}
 		}
+		for range r.IntN(5) {
+			c.Seen(rules[r.IntN(len(rules))], ts())
+		}
 		checkPolicy(t, &c.pol)
 		enc := appendPolicy(nil, &c.pol, &strTable{})
 		var p policy
@@ -257,7 +265,7 @@ func TestDecodePolicyErrors(t *testing.T) {
 		want string
 	}{
 		{"an empty record", nil, "version"},
-		{"an unknown version", []byte{4, 0, 0, 0, 0, 0, 0, 0}, "unknown policy record version 4"},
+		{"an unknown version", []byte{5, 0, 0, 0, 0, 0, 0, 0}, "unknown policy record version 5"},
 		{"more strings than bytes", []byte{1, 9, 0}, "string count 9 exceeds record size"},
 		{"a string longer than the record", []byte{1, 1, 5, 'a'}, "string"},
 		{"ids longer than the record", []byte{1, 0, 3, 'a'}, "ids"},

@@ -966,3 +966,63 @@ func TestExposuresRetentionAndConversion(t *testing.T) {
 		t.Fatalf("stored exposures %+v", xs)
 	}
 }
+
+func TestLastSeenDaysAndBatchHelpers(t *testing.T) {
+	s := statetest.Open(t, state.Options{})
+	c, _ := s.Shard(0).Load("C1")
+	day := int64(86_400_000)
+	c.Seen("login", 10*day+5)
+	b := s.NewBatch()
+	b.Put(c)
+	if err := s.Commit(b); err != nil {
+		t.Fatal(err)
+	}
+	c.Seen("login", 10*day+99) // same day: nothing to write
+	if c.Dirty() {
+		t.Error("a second event on the same day dirtied the customer")
+	}
+	c.Seen("login", 11*day)
+	c.Seen("txn", 3*day)
+	if !c.Dirty() {
+		t.Error("a new day did not dirty the customer")
+	}
+	b.Reset()
+	b.Put(c)
+	b.MarkSeen("birthday:C1:2026-11-20", time.Hour)
+	b.SetWatermark("KAIROS_BATCH", state.Watermark{Stream: "KAIROS_BATCH", Seq: 42})
+	if err := s.Commit(b); err != nil {
+		t.Fatal(err)
+	}
+	var got []state.SeenDay
+	s.ScanLastSeen(func(id string, seen []state.SeenDay) error {
+		got = append(got, seen...)
+		return nil
+	})
+	if len(got) != 2 || got[0] != (state.SeenDay{Type: "login", Day: 11}) || got[1].Day != 3 {
+		t.Errorf("last seen %+v", got)
+	}
+	if ok, err := s.Seen("birthday:C1:2026-11-20"); !ok || err != nil {
+		t.Errorf("marker: %v %v", ok, err)
+	}
+	if ok, _ := s.Seen("birthday:C1:2026-11-21"); ok {
+		t.Error("an unmarked key is seen")
+	}
+	if w, err := s.Watermark("KAIROS_BATCH"); err != nil || w.Seq != 42 {
+		t.Errorf("watermark %+v %v", w, err)
+	}
+	c.MergeProfile(map[string]any{"birthday": "1990-02-28", "n": 7})
+	b.Reset()
+	b.Put(c)
+	s.Commit(b)
+	n := 0
+	s.ScanProfiles(func(id string, p map[string]any) error {
+		n++
+		if id != "C1" || p["birthday"] != "1990-02-28" || p["n"] != int64(7) {
+			t.Errorf("profile %s %v", id, p)
+		}
+		return nil
+	})
+	if n != 1 {
+		t.Errorf("%d profiles scanned", n)
+	}
+}

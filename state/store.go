@@ -232,6 +232,104 @@ func (s *Store) Applied() (Watermark, error) {
 	return w, nil
 }
 
+// Watermark returns the watermark of a named stream stored by
+// Batch.SetWatermark; the zero value when none.
+func (s *Store) Watermark(name string) (Watermark, error) {
+	if s.closed.Load() {
+		return Watermark{}, ErrClosed
+	}
+	var w Watermark
+	key := []byte(keyApplied + "/" + name)
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			w, err = decodeWatermark(v)
+			return err
+		})
+	})
+	if err != nil {
+		return Watermark{}, fmt.Errorf("state: read %q: %w", key, err)
+	}
+	return w, nil
+}
+
+// Seen reports whether a marker of Batch.MarkSeen exists for key. It only
+// reads Badger and may run on any goroutine.
+func (s *Store) Seen(key string) (bool, error) {
+	if s.closed.Load() {
+		return false, ErrClosed
+	}
+	found := false
+	err := s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get([]byte(prefixSeen + key))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		found = err == nil
+		return err
+	})
+	return found, err
+}
+
+// ScanProfiles calls fn for every stored profile, in customer id order,
+// from one read transaction (a consistent view, concurrent with the
+// engine). Integers come back as int64, like events. fn's map is its own.
+func (s *Store) ScanProfiles(fn func(id string, profile map[string]any) error) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixProfile), PrefetchValues: true, PrefetchSize: 256})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			id := string(item.Key()[len(prefixProfile):])
+			m := map[string]any{}
+			if err := item.Value(func(v []byte) error { return decodeProfileBytes(m, v) }); err != nil {
+				return fmt.Errorf("state: profile %q: %w", id, err)
+			}
+			if err := fn(id, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ScanLastSeen calls fn for every customer with a policy record, in
+// customer id order, with the last day an event of each type came (the
+// slice is valid during the call only).
+func (s *Store) ScanLastSeen(fn func(id string, seen []SeenDay) error) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	var p policy
+	return s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixPolicy), PrefetchValues: true, PrefetchSize: 256})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			id := string(item.Key()[len(prefixPolicy):])
+			if err := item.Value(func(v []byte) error { return decodePolicy(&p, v, nil) }); err != nil {
+				return fmt.Errorf("state: policy %q: %w", id, err)
+			}
+			if len(p.seen) == 0 {
+				continue
+			}
+			if err := fn(id, p.seen); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // Invalidate drops the customers from the caches: the next Load reads
 // Badger. The engine calls it after a failed Commit with Batch.Customers,
 // while no Shard is in use.
