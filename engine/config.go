@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,6 +35,8 @@ type Config struct {
 	// Connectors deliver offers of a channel to outside systems
 	// (docs/connectors.md).
 	Connectors []ConnectorConfig `yaml:"connectors"`
+	// Batch configures batch events (docs/batch.md).
+	Batch BatchConfig `yaml:"batch"`
 }
 
 // PolicyConfig is the contact policy (docs/policy.md).
@@ -66,6 +69,37 @@ type PolicyConfig struct {
 	// (an offer_failed event) against the customer's caps; by default a
 	// failed delivery releases the contact it held.
 	KeepFailedContacts bool `yaml:"keep_failed_contacts"`
+}
+
+// BatchConfig configures batch events: synthetic streams of birthdays,
+// new customers, anniversaries, dormant customers and list campaigns.
+type BatchConfig struct {
+	// MaxPerBatch is the most batch events taken into one processing
+	// batch; real-time events go first.
+	MaxPerBatch int `yaml:"max_per_batch"`
+	// Rate is how many batch events per second a job publishes.
+	Rate float64 `yaml:"rate"`
+	// SeenTTL is how long applied batch event ids are remembered, so that
+	// a re-run job never makes a second offer.
+	SeenTTL string `yaml:"seen_ttl"`
+	// Timezone of the jobs' schedules and dates (default policy.timezone).
+	Timezone string     `yaml:"timezone"`
+	Jobs     []BatchJob `yaml:"jobs"`
+}
+
+// BatchJob is one scheduled batch job.
+type BatchJob struct {
+	Name     string `yaml:"name"`
+	Type     string `yaml:"type"`     // birthday, new_customer, anniversary, dormant, list
+	Schedule string `yaml:"schedule"` // cron: minute hour day-of-month month day-of-week
+	// DaysAhead (birthday), Days (new_customer: opened within; dormant:
+	// inactive for), Types (dormant: the event types watched), Campaign
+	// and File (list).
+	DaysAhead int      `yaml:"days_ahead"`
+	Days      int      `yaml:"days"`
+	Types     []string `yaml:"types"`
+	Campaign  string   `yaml:"campaign"`
+	File      string   `yaml:"file"`
 }
 
 // ConnectorConfig is one connector: a type from the registry (webhook,
@@ -155,6 +189,7 @@ type StreamsConfig struct {
 	Offers    StreamConfig `yaml:"offers"`
 	DLQ       StreamConfig `yaml:"dlq"`
 	Decisions StreamConfig `yaml:"decisions"`
+	Batch     StreamConfig `yaml:"batch"`
 }
 
 // StreamConfig is one stream.
@@ -169,7 +204,9 @@ type StreamConfig struct {
 
 // ConsumerConfig is the engine's durable consumer on the events stream.
 type ConsumerConfig struct {
-	Durable       string `yaml:"durable"`
+	Durable string `yaml:"durable"`
+	// BatchDurable is the consumer of the batch-events stream.
+	BatchDurable  string `yaml:"batch_durable"`
 	AckWait       string `yaml:"ack_wait"`
 	MaxAckPending int    `yaml:"max_ack_pending"`
 }
@@ -256,6 +293,15 @@ func (c *Config) Defaults() {
 	streamDefaults(&c.Streams.Offers, "KAIROS_OFFERS", "7d", "1h")
 	streamDefaults(&c.Streams.DLQ, "KAIROS_DLQ", "30d", "1h")
 	streamDefaults(&c.Streams.Decisions, "KAIROS_DECISIONS", "30d", "1h")
+	streamDefaults(&c.Streams.Batch, "KAIROS_BATCH", "7d", "1h")
+	def(&c.Consumer.BatchDurable, "kairos-engine-batch")
+	if c.Batch.MaxPerBatch == 0 {
+		c.Batch.MaxPerBatch = 64
+	}
+	if c.Batch.Rate == 0 {
+		c.Batch.Rate = 2000
+	}
+	def(&c.Batch.SeenTTL, "400d")
 	def(&c.Policy.Timezone, "Asia/Shanghai")
 	if c.Policy.Caps == nil {
 		c.Policy.Caps = &[]CapConfig{{Per: "day", Max: 3}, {Per: "week", Max: 5}}
@@ -389,7 +435,7 @@ func (c *Config) Validate() error {
 	for _, s := range []struct {
 		field string
 		sc    StreamConfig
-	}{{"streams.events", c.Streams.Events}, {"streams.offers", c.Streams.Offers}, {"streams.dlq", c.Streams.DLQ}, {"streams.decisions", c.Streams.Decisions}} {
+	}{{"streams.events", c.Streams.Events}, {"streams.offers", c.Streams.Offers}, {"streams.dlq", c.Streams.DLQ}, {"streams.decisions", c.Streams.Decisions}, {"streams.batch", c.Streams.Batch}} {
 		if !streamNameRe.MatchString(s.sc.Name) {
 			bad("%s.name: %q must match [A-Za-z0-9_-]+", s.field, s.sc.Name)
 		}
@@ -449,6 +495,7 @@ func (c *Config) Validate() error {
 	p = append(p, c.HTTP.validate()...) // http.token, http.token_file: engine/http.go
 	p = append(p, c.Policy.validate()...)
 	p = append(p, validateConnectors(c.Connectors)...)
+	p = append(p, c.validateBatch()...)
 	if len(p) > 0 {
 		return &ConfigError{Problems: p}
 	}
@@ -494,4 +541,66 @@ func validateConnectors(cs []ConnectorConfig) []string {
 		}
 	}
 	return bad
+}
+
+// BatchJobTypes are the types of scheduled batch jobs.
+var BatchJobTypes = []string{"birthday", "new_customer", "anniversary", "dormant", "list"}
+
+func (c *Config) validateBatch() []string {
+	var bad []string
+	b := c.Batch
+	if b.MaxPerBatch < 1 {
+		bad = append(bad, "batch.max_per_batch: must be at least 1")
+	}
+	if b.Rate <= 0 {
+		bad = append(bad, "batch.rate: must be positive")
+	}
+	if d, err := rules.ParseDuration(b.SeenTTL); err != nil || d <= 0 {
+		bad = append(bad, fmt.Sprintf("batch.seen_ttl: %q must be a positive duration", b.SeenTTL))
+	}
+	if b.Timezone != "" {
+		if _, err := time.LoadLocation(b.Timezone); err != nil {
+			bad = append(bad, fmt.Sprintf("batch.timezone: %v", err))
+		}
+	}
+	names := map[string]bool{}
+	for i, j := range b.Jobs {
+		f := fmt.Sprintf("batch.jobs[%d]", i)
+		if j.Name == "" || !validType(j.Name) {
+			bad = append(bad, fmt.Sprintf("%s.name: %q must match [a-z0-9_]+", f, j.Name))
+		}
+		if names[j.Name] {
+			bad = append(bad, fmt.Sprintf("%s.name: %q is used twice", f, j.Name))
+		}
+		names[j.Name] = true
+		if !slices.Contains(BatchJobTypes, j.Type) {
+			bad = append(bad, fmt.Sprintf("%s.type: %q (use %s)", f, j.Type, strings.Join(BatchJobTypes, ", ")))
+		}
+		if err := checkSchedule(j.Schedule); err != nil {
+			bad = append(bad, fmt.Sprintf("%s.schedule: %v", f, err))
+		}
+		switch j.Type {
+		case "dormant":
+			if j.Days < 1 || len(j.Types) == 0 {
+				bad = append(bad, f+": a dormant job needs days and types")
+			}
+		case "new_customer":
+			if j.Days < 1 {
+				bad = append(bad, f+": a new_customer job needs days")
+			}
+		case "list":
+			if j.Campaign == "" || !validType(j.Campaign) || j.File == "" {
+				bad = append(bad, f+": a list job needs a campaign ([a-z0-9_]+) and a file")
+			}
+		}
+	}
+	return bad
+}
+
+// checkSchedule is replaced by the schedule package's parser.
+var checkSchedule = func(s string) error {
+	if strings.TrimSpace(s) == "" {
+		return fmt.Errorf("empty")
+	}
+	return nil
 }

@@ -10,8 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -67,13 +65,11 @@ type Engine struct {
 	js    jetstream.JetStream
 	pub   *connectors.Publisher
 
-	eventsStream  string
-	streamCreated int64
-	incarnation   string // the events stream's creation time, base 36 seconds
-	applied       uint64
-	appliedPub    atomic.Uint64 // applied, for other goroutines
+	// rt and bt are the real-time events and the batch events streams.
+	rt, bt          *source
+	appliedPub      atomic.Uint64 // rt.applied, for other goroutines
+	appliedBatchPub atomic.Uint64 // bt.applied, for other goroutines
 
-	in       chan inMsg
 	workers  []*worker
 	ready    atomic.Bool
 	readyCh  chan struct{}
@@ -226,6 +222,9 @@ var aggKinds = map[rules.AggKind]state.AggKind{
 // batch finished, acknowledged).
 func (e *Engine) Applied() uint64 { return e.appliedPub.Load() }
 
+// AppliedBatch is Applied for the batch-events stream.
+func (e *Engine) AppliedBatch() uint64 { return e.appliedBatchPub.Load() }
+
 // Rules returns the loaded rule set.
 func (e *Engine) Rules() *rules.RuleSet { return e.rs }
 
@@ -244,7 +243,7 @@ func (e *Engine) HTTPAddr() string { s, _ := e.httpAddr.Load().(string); return 
 // acknowledges, and closes the state, the connection and the embedded
 // server. It returns nil after a graceful stop.
 func (e *Engine) Run(ctx context.Context) (err error) {
-	var stops []func()
+	var stops, stopConsumes []func()
 	defer func() {
 		for i := len(stops) - 1; i >= 0; i-- {
 			stops[i]()
@@ -330,24 +329,12 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	info, err := ensureStreams(sctx, js, &e.cfg, e.sub)
+	evInfo, btInfo, err := ensureStreams(sctx, js, &e.cfg, e.sub)
 	if err != nil {
 		return err
 	}
-	e.eventsStream = info.Config.Name
-	e.streamCreated = info.Created.UnixNano()
-	e.incarnation = strconv.FormatInt(info.Created.Unix(), 36)
-
-	w, err := store.Applied()
-	if err != nil {
-		return fmt.Errorf("read watermark: %w", err)
-	}
-	if w.Seq > 0 && (w.Stream != e.eventsStream || w.StreamCreated != e.streamCreated) {
-		e.log.Warn("the events stream was recreated since the state was written; starting from its beginning", "stream", e.eventsStream)
-		w = state.Watermark{}
-	}
-	e.applied = w.Seq
-	e.appliedPub.Store(w.Seq)
+	e.rt = &source{name: e.cfg.Streams.Events.Name, prefix: e.sub.eventsPrefix, durable: e.cfg.Consumer.Durable}
+	e.bt = &source{name: e.cfg.Streams.Batch.Name, prefix: e.sub.batchPrefix, durable: e.cfg.Consumer.BatchDurable, batch: true}
 	if err := e.loadBudgets(); err != nil {
 		return err
 	}
@@ -355,17 +342,11 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	if e.cfg.Policy.SuppressionFile != "" && e.suppressed.Load() == nil {
 		return fmt.Errorf("policy.suppression_file %s could not be loaded", e.cfg.Policy.SuppressionFile)
 	}
-	e.metrics.Applied.Set(float64(w.Seq))
-
 	if err := e.recoverOutbox(sctx); err != nil {
 		return err
 	}
 	if err := e.peekRelease(); err != nil {
 		return fmt.Errorf("read deferred offers: %w", err)
-	}
-	cons, err := ensureConsumer(sctx, js, &e.cfg, w, e.log)
-	if err != nil {
-		return err
 	}
 
 	e.workers = make([]*worker, workers)
@@ -374,31 +355,26 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	}
 	e.batch = store.NewBatch()
 
-	e.in = make(chan inMsg, e.cfg.Consumer.MaxAckPending+e.cfg.Engine.BatchSize)
-	stopFetch := make(chan struct{})
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		im := inMsg{msg: m, recv: time.Now()}
-		if md, err := m.Metadata(); err == nil {
-			im.seq = md.Sequence.Stream
+	for _, src := range []*source{e.rt, e.bt} {
+		info := evInfo
+		if src.batch {
+			info = btInfo
 		}
-		select {
-		case e.in <- im:
-		case <-stopFetch:
+		stop, err := e.openSource(sctx, src, info)
+		if err != nil {
+			return err
 		}
-	}, jetstream.PullMaxMessages(2*e.cfg.Engine.BatchSize), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		e.log.Warn("consume", "err", err)
-	}))
-	if err != nil {
-		return fmt.Errorf("consume: %w", err)
+		stops = append(stops, stop)
+		stopConsumes = append(stopConsumes, stop)
 	}
-	var stopOnce sync.Once
+	e.appliedPub.Store(e.rt.applied)
+	e.appliedBatchPub.Store(e.bt.applied)
+	e.metrics.Applied.Set(float64(e.rt.applied))
 	stopConsume := func() {
-		stopOnce.Do(func() {
-			cc.Stop()
-			close(stopFetch)
-		})
+		for _, f := range stopConsumes {
+			f()
+		}
 	}
-	stops = append(stops, stopConsume)
 
 	stopConnectors, err := e.startConnectors(ctx)
 	if err != nil {
@@ -414,7 +390,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	e.ready.Store(true)
 	e.metrics.Ready.Set(1)
 	close(e.readyCh)
-	e.log.Info("kairos ready", "rules", len(e.rs.Rules()), "workers", workers, "applied_seq", e.applied, "nats", e.NATSURL(), "http", e.HTTPAddr())
+	e.log.Info("kairos ready", "rules", len(e.rs.Rules()), "workers", workers, "applied_seq", e.rt.applied, "batch_applied_seq", e.bt.applied, "nats", e.NATSURL(), "http", e.HTTPAddr())
 
 	// After a stop is asked for, the batch in hand may finish for up to
 	// engine.shutdown_timeout; then hard cancels its rule evaluation and
@@ -435,7 +411,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	if ferr := e.finish(); ferr != nil && err == nil {
 		err = ferr
 	}
-	e.log.Info("kairos stopped", "applied_seq", e.applied)
+	e.log.Info("kairos stopped", "applied_seq", e.rt.applied, "batch_applied_seq", e.bt.applied)
 	return err
 }
 

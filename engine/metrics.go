@@ -35,6 +35,9 @@ type Metrics struct {
 	Deferred            prometheus.Counter
 	BudgetRemaining     *prometheus.GaugeVec
 	Conversions         *prometheus.CounterVec
+	BatchDuplicates     prometheus.Counter
+	BatchEvents         *prometheus.CounterVec
+	BatchLastSuccess    *prometheus.GaugeVec
 	// RulesReloads counts rule reloads by result, "success" or "failure"
 	// (both pre-created): increment it once per reload attempt.
 	RulesReloads *prometheus.CounterVec
@@ -76,6 +79,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Decisions published, by outcome (emitted, suppressed, deferred) and mode (live, shadow)."}, []string{"outcome", "mode"}),
 		Deferred: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "offers_deferred_total",
 			Help: "Offers held back by quiet hours to be released later."}),
+		BatchDuplicates: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: "batch", Name: "duplicates_total",
+			Help: "Batch events skipped because their id was applied before (a job run again, a list sent twice)."}),
+		BatchEvents: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "batch", Name: "events_total",
+			Help: "Batch events published by a job."}, []string{"job"}),
+		BatchLastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: "batch", Name: "last_success_timestamp_seconds",
+			Help: "When a job last finished publishing, unix seconds."}, []string{"job"}),
 		Conversions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "conversions_total",
 			Help: "Conversions attributed to a rule's offers (group treatment) or holdout decisions (group holdout)."}, []string{"rule", "group"}),
 		BudgetRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "rule_budget_remaining",
@@ -110,7 +119,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.Events, m.Invalid, m.Duplicates, m.RuleEvals, m.RuleMatches, m.RuleErrors, m.Offers,
 			m.BatchSize, m.BatchDuration, m.ArrivalToOffer, m.EventTimeToOffer, m.ArrivalToDecision, m.EventTimeToDecision, m.Applied, m.PublishRetries, m.RulesLoaded, m.Ready,
-			m.Suppressed, m.Decisions, m.Deferred, m.BudgetRemaining, m.RulesReloads, m.HTTPRequests, m.BuildInfo, m.Conversions)
+			m.Suppressed, m.Decisions, m.Deferred, m.BudgetRemaining, m.RulesReloads, m.HTTPRequests, m.BuildInfo, m.Conversions, m.BatchDuplicates, m.BatchEvents, m.BatchLastSuccess)
 	}
 	for _, r := range []string{ReloadSuccess, ReloadFailure} {
 		m.RulesReloads.WithLabelValues(r)

@@ -33,6 +33,7 @@ type inMsg struct {
 	msg  jetstream.Msg
 	seq  uint64
 	recv time.Time
+	src  *source
 }
 
 // item is an event message within a batch.
@@ -46,6 +47,7 @@ type item struct {
 	dup           bool
 	worker        int    // the worker that owns the customer
 	evType        string // the type of the decoded event, once applied
+	skipped       bool   // a batch event already applied: acknowledged, nothing else
 	term          string // dead-letter reason when the message is terminated
 	records       []outRecord
 	offers        int // how many of records are offers (they come first)
@@ -91,17 +93,38 @@ func (e *Engine) loop(ctx context.Context) error {
 				return err
 			}
 			continue
-		case m := <-e.in:
+		case m := <-e.rt.in:
+			msgs = append(msgs, m)
+		case m := <-e.bt.in:
 			msgs = append(msgs, m)
 		}
 		idle.Stop()
+		// Real-time events first, then batch events up to their share,
+		// so a large batch job never delays real-time offers by more than
+		// a small batch's work.
 	drain:
 		for len(msgs) < max {
 			select {
-			case m := <-e.in:
+			case m := <-e.rt.in:
 				msgs = append(msgs, m)
 			default:
 				break drain
+			}
+		}
+		nb := 0
+		for _, m := range msgs {
+			if m.src.batch {
+				nb++
+			}
+		}
+	drainBatch:
+		for len(msgs) < max && nb < e.cfg.Batch.MaxPerBatch {
+			select {
+			case m := <-e.bt.in:
+				msgs = append(msgs, m)
+				nb++
+			default:
+				break drainBatch
 			}
 		}
 		// A new rule set waiting is swapped in before this batch.
@@ -164,7 +187,7 @@ func (e *Engine) processWithRetry(ctx context.Context, items []item) error {
 
 func resetItems(items []item) {
 	for i := range items {
-		items[i].records, items[i].term, items[i].offers, items[i].evType = nil, "", 0, ""
+		items[i].records, items[i].term, items[i].offers, items[i].evType, items[i].skipped = nil, "", 0, "", false
 	}
 }
 
@@ -197,16 +220,22 @@ func (e *Engine) process(ctx context.Context, items []item, sequential bool) err
 	start := time.Now()
 	e.beginBatch(sequential)
 	nw := len(e.workers)
-	var last uint64
-	pl := len(e.sub.eventsPrefix)
+	var lastRT, lastBT uint64
 	for i := range items {
 		it := &items[i]
-		if it.seq != 0 && it.seq <= e.applied {
+		if it.src == nil {
+			it.src = e.rt
+		}
+		if it.seq != 0 && it.seq <= it.src.applied {
 			it.dup = true
 			continue
 		}
-		last = max(last, it.seq)
-		typ, cust, ok := splitEventSubject(it.subject, pl)
+		if it.src.batch {
+			lastBT = max(lastBT, it.seq)
+		} else {
+			lastRT = max(lastRT, it.seq)
+		}
+		typ, cust, ok := splitEventSubject(it.subject, len(it.src.prefix))
 		it.typ, it.customer = typ, cust
 		it.worker = 0
 		if ok {
@@ -259,8 +288,17 @@ func (e *Engine) process(ctx context.Context, items []item, sequential bool) err
 		resetItems(items)
 		return e.process(ctx, items, true)
 	}
-	if last > 0 {
-		if err := e.commit(items, &state.Watermark{Stream: e.eventsStream, StreamCreated: e.streamCreated, Seq: last}); err != nil {
+	if lastRT > 0 || lastBT > 0 {
+		var m marks
+		if lastRT > 0 {
+			w := e.rt.watermark(lastRT)
+			m.rt = &w
+		}
+		if lastBT > 0 {
+			w := e.bt.watermark(lastBT)
+			m.bt = &w
+		}
+		if err := e.commit(items, m); err != nil {
 			return err
 		}
 		e.crash.reach("after-commit")
@@ -271,7 +309,8 @@ func (e *Engine) process(ctx context.Context, items []item, sequential bool) err
 		return err
 	}
 	published := time.Now()
-	defer e.appliedPub.Store(e.applied)
+	defer e.appliedPub.Store(e.rt.applied)
+	defer e.appliedBatchPub.Store(e.bt.applied)
 	e.crash.reach("after-publish")
 	for i := range items {
 		it := &items[i]
@@ -279,6 +318,9 @@ func (e *Engine) process(ctx context.Context, items []item, sequential bool) err
 		case it.msg == nil:
 		case it.dup:
 			e.metrics.Duplicates.Inc()
+			_ = it.msg.Ack()
+		case it.skipped:
+			e.metrics.BatchDuplicates.Inc()
 			_ = it.msg.Ack()
 		case it.term != "":
 			_ = it.msg.TermWithReason(it.term)
@@ -295,10 +337,14 @@ func (e *Engine) process(ctx context.Context, items []item, sequential bool) err
 	return nil
 }
 
+// marks are the watermarks a batch moves.
+type marks struct{ rt, bt *state.Watermark }
+
 // commit writes, in one transaction, the customers the batch changed, its
-// outbox records, the budgets it used and (for event batches) the
-// watermark; and deletes the previous batch's published outbox records.
-func (e *Engine) commit(items []item, w *state.Watermark) error {
+// outbox records, the budgets it used, the batch event ids it applied and
+// the watermarks it moves; and deletes the previous batch's published
+// outbox records.
+func (e *Engine) commit(items []item, w marks) error {
 	b := e.batch
 	b.Reset()
 	for _, wk := range e.workers {
@@ -309,9 +355,9 @@ func (e *Engine) commit(items []item, w *state.Watermark) error {
 	for _, k := range e.prevKeys {
 		b.DeleteOutbox(k)
 	}
-	seq := e.applied
-	if w != nil {
-		seq = w.Seq
+	seq := e.rt.applied
+	if w.rt != nil {
+		seq = w.rt.Seq
 	}
 	e.keyBuf = e.keyBuf[:0]
 	keys := e.keys[:0]
@@ -330,8 +376,17 @@ func (e *Engine) commit(items []item, w *state.Watermark) error {
 		}
 	}
 	used := e.budgetUse(b)
-	if w != nil {
-		b.SetApplied(*w)
+	ttl := mustDuration(e.cfg.Batch.SeenTTL)
+	for _, wk := range e.workers {
+		for _, k := range wk.seenKeys {
+			b.MarkSeen(k, ttl)
+		}
+	}
+	if w.rt != nil {
+		b.SetApplied(*w.rt)
+	}
+	if w.bt != nil {
+		b.SetWatermark(w.bt.Stream, *w.bt)
 	}
 	if err := e.store.Commit(b); err != nil {
 		e.invalidate()
@@ -339,9 +394,12 @@ func (e *Engine) commit(items []item, w *state.Watermark) error {
 	}
 	e.keys = keys
 	e.outboxSeq += n
-	if w != nil {
-		e.applied = w.Seq
-		e.metrics.Applied.Set(float64(w.Seq))
+	if w.rt != nil {
+		e.rt.applied = w.rt.Seq
+		e.metrics.Applied.Set(float64(w.rt.Seq))
+	}
+	if w.bt != nil {
+		e.bt.applied = w.bt.Seq
 	}
 	e.applyBudgetUse(used)
 	e.prevKeys = append(e.prevKeys[:0], keys...)
@@ -503,7 +561,7 @@ func (e *Engine) releaseBatch(ctx context.Context) (more bool, err error) {
 		}
 		w.track(c, wasDirty)
 	}
-	if err := e.commit(items, nil); err != nil {
+	if err := e.commit(items, marks{}); err != nil {
 		return false, err
 	}
 	if err := e.publish(ctx, items); err != nil {

@@ -71,6 +71,8 @@ func NewSimulator(opts SimOptions) (*Simulator, error) {
 		nextRelease: math.MaxInt64,
 	}
 	e.sink = s.collect
+	e.rt = &source{name: cfg.Streams.Events.Name, prefix: e.sub.eventsPrefix}
+	e.bt = &source{name: cfg.Streams.Batch.Name, prefix: e.sub.batchPrefix, batch: true}
 	if err := e.setRules(opts.Rules); err != nil {
 		return nil, err
 	}
@@ -140,7 +142,7 @@ func (s *Simulator) Process(evs []SimEvent) (*Result, error) {
 		if len(items) == 0 {
 			return nil
 		}
-		if err := e.commit(items, nil); err != nil {
+		if err := e.commit(items, marks{}); err != nil {
 			return err
 		}
 		s.applied += len(items)
@@ -168,7 +170,7 @@ func (s *Simulator) Process(evs []SimEvent) (*Result, error) {
 		}
 		s.now = at
 		ev := evs[k].Event
-		items = append(items, item{now: at, customer: ev.CustomerID, subject: e.sub.eventsPrefix + ev.Type + "." + ev.CustomerID})
+		items = append(items, item{now: at, customer: ev.CustomerID, subject: e.sub.eventsPrefix + ev.Type + "." + ev.CustomerID, inMsg: inMsg{src: e.rt}})
 		it := &items[len(items)-1]
 		if err := validateEvent(&ev, ev.Type, ev.CustomerID); err != nil {
 			res.Invalid = append(res.Invalid, fmt.Errorf("event %q: %w", ev.ID, err))
@@ -240,7 +242,7 @@ func (s *Simulator) SetProfile(customerID string, attrs map[string]any) error {
 	wasDirty := c.Dirty()
 	c.MergeProfile(NormalizeAttrs(attrs))
 	w.track(c, wasDirty)
-	return e.commit(nil, nil)
+	return e.commit(nil, marks{})
 }
 
 // NormalizeAttrs gives YAML- or JSON-read values the types decoded events

@@ -42,6 +42,7 @@ type subjects struct {
 	prefix       string
 	events       string // <prefix>.events.>
 	eventsPrefix string // <prefix>.events.
+	batchPrefix  string // <prefix>.batch.
 	offers       string // <prefix>.offers.
 	dlq          string // <prefix>.dlq.
 	decisions    string // <prefix>.decisions.
@@ -52,32 +53,35 @@ func newSubjects(prefix string) subjects {
 		prefix:       prefix,
 		events:       prefix + ".events.>",
 		eventsPrefix: prefix + ".events.",
+		batchPrefix:  prefix + ".batch.",
 		offers:       prefix + ".offers.",
 		dlq:          prefix + ".dlq.",
 		decisions:    prefix + ".decisions.",
 	}
 }
 
-// ensureStreams creates or updates the three streams; it is idempotent.
-// It returns the events stream's info.
-func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg *Config, sub subjects) (*jetstream.StreamInfo, error) {
-	var events *jetstream.StreamInfo
+// ensureStreams creates or updates the streams; it is idempotent. It
+// returns the events and batch streams' info.
+func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg *Config, sub subjects) (events, batch *jetstream.StreamInfo, err error) {
 	for _, sc := range []jetstream.StreamConfig{
 		streamConfig(cfg.Streams.Events, cfg.Streams.Replicas, sub.events),
 		streamConfig(cfg.Streams.Offers, cfg.Streams.Replicas, sub.offers+">"),
 		streamConfig(cfg.Streams.DLQ, cfg.Streams.Replicas, sub.dlq+">"),
 		streamConfig(cfg.Streams.Decisions, cfg.Streams.Replicas, sub.decisions+">"),
+		streamConfig(cfg.Streams.Batch, cfg.Streams.Replicas, sub.batchPrefix+">"),
 	} {
 		s, err := js.CreateOrUpdateStream(ctx, sc)
 		if err != nil {
-			return nil, fmt.Errorf("stream %s: %w", sc.Name, err)
+			return nil, nil, fmt.Errorf("stream %s: %w", sc.Name, err)
 		}
-		if sc.Name == cfg.Streams.Events.Name {
-			info := s.CachedInfo()
-			events = info
+		switch sc.Name {
+		case cfg.Streams.Events.Name:
+			events = s.CachedInfo()
+		case cfg.Streams.Batch.Name:
+			batch = s.CachedInfo()
 		}
 	}
-	return events, nil
+	return events, batch, nil
 }
 
 // ensureConsumer makes the durable consumer deliver from the first event
@@ -85,28 +89,28 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg *Config, sub
 // consumer's position disagrees with it (after a crash, messages were
 // delivered but not acknowledged), the consumer is recreated to start at
 // watermark+1, so a customer's events are never applied out of order.
-func ensureConsumer(ctx context.Context, js jetstream.JetStream, cfg *Config, w state.Watermark, log *slog.Logger) (jetstream.Consumer, error) {
-	stream := cfg.Streams.Events.Name
+func ensureConsumer(ctx context.Context, js jetstream.JetStream, cfg *Config, src *source, w state.Watermark, log *slog.Logger) (jetstream.Consumer, error) {
+	stream := src.name
 	want := jetstream.ConsumerConfig{
-		Durable:       cfg.Consumer.Durable,
+		Durable:       src.durable,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       mustDuration(cfg.Consumer.AckWait),
 		MaxAckPending: cfg.Consumer.MaxAckPending,
 		MaxDeliver:    -1,
-		FilterSubject: newSubjects(cfg.Streams.Prefix).events,
+		FilterSubject: src.prefix + ">",
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
 	if w.Seq > 0 {
 		want.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		want.OptStartSeq = w.Seq + 1
 	}
-	c, err := js.Consumer(ctx, stream, cfg.Consumer.Durable)
+	c, err := js.Consumer(ctx, stream, src.durable)
 	switch {
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
 		log.Info("creating consumer", "consumer", want.Durable, "start_seq", w.Seq+1)
 		return js.CreateConsumer(ctx, stream, want)
 	case err != nil:
-		return nil, fmt.Errorf("consumer %s: %w", cfg.Consumer.Durable, err)
+		return nil, fmt.Errorf("consumer %s: %w", src.durable, err)
 	}
 	info := c.CachedInfo()
 	inSync := info.AckFloor.Stream == w.Seq && info.NumAckPending == 0 && info.Delivered.Stream == w.Seq

@@ -39,13 +39,15 @@ type worker struct {
 
 	items      []*item
 	dirty      []*state.Customer
+	seenKeys   []string            // batch event ids applied in this batch
+	seenSet    map[string]struct{} // the same, for lookups
 	minRelease int64 // earliest release of an offer deferred in this batch
 	err        error
 }
 
 func newWorker(e *Engine, id int, shard *state.Shard) *worker {
 	w := &worker{e: e, id: id, shard: shard, eval: e.rs.NewEvaluator(), dec: newEventDecoder(), enc: connectors.NewEncoder(),
-		locs: map[string]*time.Location{}, own: make([]int64, len(e.rs.Rules()))}
+		locs: map[string]*time.Location{}, own: make([]int64, len(e.rs.Rules())), seenSet: map[string]struct{}{}}
 	w.reserved = w.own
 	return w
 }
@@ -56,6 +58,9 @@ func (w *worker) reset(now time.Time, shared []int64) {
 	w.dirty = w.dirty[:0]
 	w.err = nil
 	w.now = now
+	clear(w.seenKeys)
+	w.seenKeys = w.seenKeys[:0]
+	clear(w.seenSet)
 	w.minRelease = math.MaxInt64
 	clear(w.own)
 	w.reserved = w.own
@@ -114,7 +119,7 @@ func (w *worker) process(it *item) error {
 		return nil
 	}
 	if it.customer == "" {
-		w.deadLetter(it, ReasonInvalid, "subject is not "+e.sub.eventsPrefix+"<type>.<customer_id>", nil)
+		w.deadLetter(it, ReasonInvalid, "subject is not "+it.src.prefix+"<type>.<customer_id>", nil)
 		return nil
 	}
 	isJSON := strings.HasPrefix(it.contentType, "application/json")
@@ -127,6 +132,24 @@ func (w *worker) process(it *item) error {
 		}
 		w.deadLetter(it, ReasonDecode, err.Error(), nil)
 		return nil
+	}
+	if it.src.batch {
+		// A batch event applied before (a job run again, a list sent
+		// twice) is skipped, also after the stream's duplicate window.
+		if _, dup := w.seenSet[ev.ID]; dup {
+			it.skipped = true
+			return nil
+		}
+		seen, err := e.store.Seen(ev.ID)
+		if err != nil {
+			return fmt.Errorf("batch event dedupe: %w", err)
+		}
+		if seen {
+			it.skipped = true
+			return nil
+		}
+		w.seenSet[ev.ID] = struct{}{}
+		w.seenKeys = append(w.seenKeys, ev.ID)
 	}
 	return w.apply(it, ev)
 }
@@ -152,6 +175,7 @@ func (w *worker) apply(it *item, ev *Event) error {
 		w.releaseFailed(c, ev)
 	}
 	c.Apply(e.plan, ev.Type, ev.TS, ev.Attrs)
+	c.Seen(ev.Type, ev.TS)
 	it.evType = ev.Type
 
 	w.win = customerWindows{c: c, plan: e.plan, at: ev.TS}
@@ -187,7 +211,11 @@ func (w *worker) deadLetter(it *item, reason, msg string, rule *rules.Rule) {
 	if reason != ReasonEval {
 		it.term = reason
 	}
-	id := "dlq:" + reason + ":" + e.eventsStream + ":" + e.incarnation + ":" + strconv.FormatUint(it.seq, 10)
+	src := it.src
+	if src == nil {
+		src = e.rt
+	}
+	id := "dlq:" + reason + ":" + src.name + ":" + src.incarnation + ":" + strconv.FormatUint(it.seq, 10)
 	hdr := []string{HeaderReason, reason, HeaderError, truncate(msg, 1024), HeaderSubject, it.subject, HeaderStreamSeq, strconv.FormatUint(it.seq, 10)}
 	if rule != nil {
 		id += ":" + rule.ID
