@@ -41,7 +41,7 @@ type worker struct {
 	dirty      []*state.Customer
 	seenKeys   []string            // batch event ids applied in this batch
 	seenSet    map[string]struct{} // the same, for lookups
-	minRelease int64 // earliest release of an offer deferred in this batch
+	minRelease int64               // earliest release of an offer deferred in this batch
 	err        error
 }
 
