@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"reflect"
 	"strings"
@@ -628,5 +629,40 @@ func TestInMemoryStore(t *testing.T) {
 	snap, ok, err := s.Snapshot("C1")
 	if err != nil || !ok || snap.Value(p, 0, t0) != 1 {
 		t.Fatalf("snapshot %v %v %v", snap, ok, err)
+	}
+}
+
+func TestImportProfilesMergesInBulk(t *testing.T) {
+	s := statetest.Open(t, state.Options{GCInterval: -1})
+	c, _ := s.Shard(0).Load("C1")
+	c.MergeProfile(map[string]any{"name": "Ann", "segment": "mass"})
+	b := s.NewBatch()
+	b.Put(c)
+	if err := s.Commit(b); err != nil {
+		t.Fatal(err)
+	}
+	rows := []state.ProfileRow{{ID: "C1", Attrs: map[string]any{"segment": "affluent", "name": nil}}}
+	for i := 0; i < 10000; i++ {
+		rows = append(rows, state.ProfileRow{ID: fmt.Sprintf("N%05d", i), Attrs: map[string]any{"i": i}})
+	}
+	k := 0
+	calls := 0
+	n, err := s.ImportProfiles(func() (state.ProfileRow, error) {
+		if k == len(rows) {
+			return state.ProfileRow{}, io.EOF
+		}
+		k++
+		return rows[k-1], nil
+	}, func(int) { calls++ })
+	if err != nil || n != len(rows) || calls < 2 {
+		t.Fatalf("imported %d, %d progress calls, %v", n, calls, err)
+	}
+	p, _, _ := s.Profile("C1")
+	if p["segment"] != "affluent" || p["name"] != nil {
+		t.Errorf("merged profile %v", p)
+	}
+	p, _, _ = s.Profile("N09999")
+	if p["i"] != int64(9999) {
+		t.Errorf("imported profile %v", p)
 	}
 }

@@ -148,3 +148,26 @@ func TestDemoRunsAndStopsCleanly(t *testing.T) {
 		}
 	}
 }
+
+func TestProfilesImportDirect(t *testing.T) {
+	dir := t.TempDir()
+	csv := filepath.Join(dir, "p.csv")
+	os.WriteFile(csv, []byte("customer_id,name,age\nC1,Ann,41\nC2,Bo,\n"), 0o644)
+	out, errOut, code := kairosCmd(t, context.Background(), "profiles", "import", "--data", filepath.Join(dir, "data"), csv)
+	if code != 0 || !strings.Contains(out, "imported 2 profiles") {
+		t.Fatalf("exit %d: %s %s", code, out, errOut)
+	}
+	// The engine sees them.
+	natsAddr := freePort(t)
+	p := startKairos(t, "--rules", writeRules(t, dir, "../../examples/rules/retail.yaml"), "--data", filepath.Join(dir, "data"), "--nats-listen", natsAddr)
+	out, _, _ = kairosCmd(t, context.Background(), "explain", "--http", p.http, "C1")
+	if !strings.Contains(out, "Ann") || !strings.Contains(out, "41") {
+		t.Errorf("explain after import:\n%s", out)
+	}
+	// A running engine holds the directory: importing into it fails clearly.
+	_, errOut, code = kairosCmd(t, context.Background(), "profiles", "import", "--data", filepath.Join(dir, "data"), csv)
+	if code == 0 || !strings.Contains(errOut, "import without --data") {
+		t.Errorf("import into a running engine's directory: exit %d %s", code, errOut)
+	}
+	p.stop(t)
+}

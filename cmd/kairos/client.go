@@ -23,6 +23,8 @@ import (
 
 	"github.com/kairos-engine/kairos/bench"
 	"github.com/kairos-engine/kairos/connectors"
+	"github.com/kairos-engine/kairos/engine"
+	"github.com/kairos-engine/kairos/state"
 )
 
 type clientFlags struct {
@@ -204,11 +206,12 @@ func cmdOffersTail(ctx context.Context, args []string, stdout, stderr io.Writer)
 func cmdProfilesImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("profiles import", stderr)
 	cf := addClientFlags(fs)
+	data := fs.String("data", "", "import straight into this data directory (the engine must not be running); default: through NATS as profile events")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: kairos profiles import FILE.csv|FILE.jsonl")
+		fmt.Fprintln(stderr, "usage: kairos profiles import [--data DIR | --nats-url URL] FILE.csv|FILE.jsonl")
 		return errUsage
 	}
 	path := fs.Arg(0)
@@ -217,6 +220,7 @@ func cmdProfilesImport(ctx context.Context, args []string, stdout, stderr io.Wri
 		return err
 	}
 	defer f.Close()
+	st, _ := f.Stat()
 	var next func() (map[string]any, int, error)
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".csv":
@@ -229,9 +233,68 @@ func cmdProfilesImport(ctx context.Context, args []string, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	nc, js, err := cf.connect("kairos-profiles-import")
+	bar := newProgress(stderr, "profiles", func() float64 {
+		if st == nil || st.Size() == 0 {
+			return -1
+		}
+		pos, _ := f.Seek(0, io.SeekCurrent)
+		return float64(pos) / float64(st.Size())
+	})
+	start := time.Now()
+	row := func() (string, map[string]any, error) {
+		r, line, err := next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return "", nil, io.EOF
+			}
+			return "", nil, fmt.Errorf("%s:%d: %w", path, line, err)
+		}
+		id, _ := r["customer_id"].(string)
+		if id == "" || strings.ContainsAny(id, ". *>\t\r\n") {
+			return "", nil, fmt.Errorf("%s:%d: customer_id must be a non-empty string without dots, spaces or wildcards", path, line)
+		}
+		delete(r, "customer_id")
+		return id, r, nil
+	}
+	var n int
+	if *data != "" {
+		n, err = importDirect(*data, row, bar)
+	} else {
+		n, err = importThroughNATS(ctx, cf, row, bar)
+	}
+	bar.done()
 	if err != nil {
 		return err
+	}
+	el := time.Since(start)
+	how := "as profile events through NATS"
+	if *data != "" {
+		how = "into " + *data
+	}
+	fmt.Fprintf(stdout, "imported %d profiles from %s %s in %.1fs (%.0f/s)\n", n, path, how, el.Seconds(), float64(n)/el.Seconds())
+	return nil
+}
+
+// importDirect merges profiles straight into a stopped engine's state, in
+// bulk (state.Store.ImportProfiles).
+func importDirect(dir string, row func() (string, map[string]any, error), bar *progress) (int, error) {
+	store, err := state.Open(state.Options{Dir: filepath.Join(dir, "state"), GCInterval: -1})
+	if err != nil {
+		return 0, fmt.Errorf("open %s (is kairos run using it? then import without --data): %w", dir, err)
+	}
+	defer store.Close()
+	return store.ImportProfiles(func() (state.ProfileRow, error) {
+		id, attrs, err := row()
+		return state.ProfileRow{ID: id, Attrs: engine.NormalizeAttrs(attrs)}, err
+	}, bar.set)
+}
+
+// importThroughNATS publishes one profile event per row, with a
+// deterministic id, many in flight; the engine merges them in batches.
+func importThroughNATS(ctx context.Context, cf clientFlags, row func() (string, map[string]any, error), bar *progress) (int, error) {
+	nc, js, err := cf.connect("kairos-profiles-import")
+	if err != nil {
+		return 0, err
 	}
 	defer nc.Close()
 	now := time.Now().UnixMilli()
@@ -251,48 +314,38 @@ func cmdProfilesImport(ctx context.Context, args []string, stdout, stderr io.Wri
 	}
 	n := 0
 	for {
-		row, line, err := next()
+		id, attrs, err := row()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("%s:%d: %w", path, line, err)
+			return n, err
 		}
-		id, _ := row["customer_id"].(string)
-		if id == "" || strings.ContainsAny(id, ". *>\t\r\n") {
-			return fmt.Errorf("%s:%d: customer_id must be a non-empty string without dots, spaces or wildcards", path, line)
-		}
-		delete(row, "customer_id")
-		data, err := msgpack.Marshal(row)
+		data, err := msgpack.Marshal(attrs)
 		if err != nil {
-			return fmt.Errorf("%s:%d: %w", path, line, err)
+			return n, fmt.Errorf("customer %s: %w", id, err)
 		}
 		sum := sha256.Sum256(append([]byte(id+"\x00"), data...))
-		ev := bench.Event{ID: "profile-import:" + id + ":" + hex.EncodeToString(sum[:8]), CustomerID: id, Type: "profile", TS: now, Attrs: row}
+		ev := bench.Event{ID: "profile-import:" + id + ":" + hex.EncodeToString(sum[:8]), CustomerID: id, Type: "profile", TS: now, Attrs: attrs}
 		msg := nats.NewMsg(ev.Subject(*cf.prefix))
 		msg.Header.Set(jetstream.MsgIDHeader, ev.ID)
 		if msg.Data, err = msgpack.Marshal(ev); err != nil {
-			return err
+			return n, err
 		}
 		fu, err := js.PublishMsgAsync(msg)
 		if err != nil {
-			return err
+			return n, err
 		}
 		futures = append(futures, fu)
 		n++
 		if len(futures) >= 4096 {
 			if err := flush(); err != nil {
-				return err
+				return n, err
 			}
-			fmt.Fprintf(stderr, "\rimported %d profiles", n)
+			bar.set(n)
 		}
 	}
-	if err := flush(); err != nil {
-		return err
-	}
-	fmt.Fprintf(stderr, "\r")
-	fmt.Fprintf(stdout, "imported %d profiles from %s as profile events\n", n, path)
-	return nil
+	return n, flush()
 }
 
 func csvRows(r io.Reader) (func() (map[string]any, int, error), error) {
