@@ -15,6 +15,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/kairos-engine/kairos/connectors"
+	"github.com/kairos-engine/kairos/engine/batchgen"
+	"github.com/kairos-engine/kairos/engine/schedule"
 	"github.com/kairos-engine/kairos/rules"
 )
 
@@ -79,12 +81,19 @@ type BatchConfig struct {
 	MaxPerBatch int `yaml:"max_per_batch"`
 	// Rate is how many batch events per second a job publishes.
 	Rate float64 `yaml:"rate"`
+	// ConsumeRate is how many batch events per second the engine takes
+	// at most, whatever is waiting in the stream (a backlog after a
+	// downtime, a job published elsewhere): the engine keeps the rest of
+	// its capacity for real-time events.
+	ConsumeRate float64 `yaml:"consume_rate"`
 	// SeenTTL is how long applied batch event ids are remembered, so that
 	// a re-run job never makes a second offer.
 	SeenTTL string `yaml:"seen_ttl"`
 	// Timezone of the jobs' schedules and dates (default policy.timezone).
-	Timezone string     `yaml:"timezone"`
-	Jobs     []BatchJob `yaml:"jobs"`
+	Timezone string `yaml:"timezone"`
+	// CheckInterval is how often the scheduler looks for due jobs.
+	CheckInterval string     `yaml:"check_interval"`
+	Jobs          []BatchJob `yaml:"jobs"`
 }
 
 // BatchJob is one scheduled batch job.
@@ -301,7 +310,11 @@ func (c *Config) Defaults() {
 	if c.Batch.Rate == 0 {
 		c.Batch.Rate = 2000
 	}
+	if c.Batch.ConsumeRate == 0 {
+		c.Batch.ConsumeRate = 2000
+	}
 	def(&c.Batch.SeenTTL, "400d")
+	def(&c.Batch.CheckInterval, "10s")
 	def(&c.Policy.Timezone, "Asia/Shanghai")
 	if c.Policy.Caps == nil {
 		c.Policy.Caps = &[]CapConfig{{Per: "day", Max: 3}, {Per: "week", Max: 5}}
@@ -455,6 +468,9 @@ func (c *Config) Validate() error {
 	if c.Consumer.Durable == "" || strings.ContainsAny(c.Consumer.Durable, ". *>") {
 		bad("consumer.durable: %q must be a name without dots, spaces or wildcards", c.Consumer.Durable)
 	}
+	if c.Consumer.BatchDurable == "" || strings.ContainsAny(c.Consumer.BatchDurable, ". *>") {
+		bad("consumer.batch_durable: %q must be a name without dots, spaces or wildcards", c.Consumer.BatchDurable)
+	}
 	dur("consumer.ack_wait", c.Consumer.AckWait, false)
 	if c.Consumer.MaxAckPending < c.Engine.BatchSize {
 		bad("consumer.max_ack_pending (%d) must be at least engine.batch_size (%d)", c.Consumer.MaxAckPending, c.Engine.BatchSize)
@@ -555,6 +571,12 @@ func (c *Config) validateBatch() []string {
 	if b.Rate <= 0 {
 		bad = append(bad, "batch.rate: must be positive")
 	}
+	if b.ConsumeRate <= 0 {
+		bad = append(bad, "batch.consume_rate: must be positive")
+	}
+	if d, err := rules.ParseDuration(b.CheckInterval); err != nil || d <= 0 {
+		bad = append(bad, fmt.Sprintf("batch.check_interval: %q must be a positive duration", b.CheckInterval))
+	}
 	if d, err := rules.ParseDuration(b.SeenTTL); err != nil || d <= 0 {
 		bad = append(bad, fmt.Sprintf("batch.seen_ttl: %q must be a positive duration", b.SeenTTL))
 	}
@@ -576,7 +598,7 @@ func (c *Config) validateBatch() []string {
 		if !slices.Contains(BatchJobTypes, j.Type) {
 			bad = append(bad, fmt.Sprintf("%s.type: %q (use %s)", f, j.Type, strings.Join(BatchJobTypes, ", ")))
 		}
-		if err := checkSchedule(j.Schedule); err != nil {
+		if _, err := schedule.Parse(j.Schedule); err != nil {
 			bad = append(bad, fmt.Sprintf("%s.schedule: %v", f, err))
 		}
 		switch j.Type {
@@ -589,18 +611,14 @@ func (c *Config) validateBatch() []string {
 				bad = append(bad, f+": a new_customer job needs days")
 			}
 		case "list":
-			if j.Campaign == "" || !validType(j.Campaign) || j.File == "" {
+			if !batchgen.ValidCampaign(j.Campaign) || j.File == "" {
 				bad = append(bad, f+": a list job needs a campaign ([a-z0-9_]+) and a file")
+			}
+		case "birthday":
+			if j.DaysAhead < -batchgen.MaxDaysAhead || j.DaysAhead > batchgen.MaxDaysAhead {
+				bad = append(bad, fmt.Sprintf("%s.days_ahead: must be within ±%d", f, batchgen.MaxDaysAhead))
 			}
 		}
 	}
 	return bad
-}
-
-// checkSchedule is replaced by the schedule package's parser.
-var checkSchedule = func(s string) error {
-	if strings.TrimSpace(s) == "" {
-		return fmt.Errorf("empty")
-	}
-	return nil
 }

@@ -382,6 +382,11 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	}
 	stops = append(stops, stopConnectors)
 
+	schedCtx, stopScheduler := context.WithCancel(ctx)
+	schedDone := make(chan struct{})
+	go func() { defer close(schedDone); e.scheduler(schedCtx, mustDuration(e.cfg.Batch.CheckInterval)) }()
+	stops = append(stops, func() { stopScheduler(); <-schedDone })
+
 	rctx, stopReloader := context.WithCancel(ctx)
 	reloaderDone := make(chan struct{})
 	go func() { defer close(reloaderDone); e.reloader(rctx) }()

@@ -73,6 +73,7 @@ func (e *Engine) adminRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/customers/{id}", e.handleCustomer)
 	mux.HandleFunc("POST /v1/feedback", e.handleFeedback)
 	mux.HandleFunc("GET /v1/rules", e.handleRules)
+	mux.HandleFunc("POST /v1/batch/run", e.handleBatchRun)
 	mux.HandleFunc("POST /v1/rules/reload", e.handleReload)
 	mux.HandleFunc("GET /v1/opportunities", e.handleOpportunities)
 	mux.HandleFunc("POST /v1/opportunities/{branch}/{id}/{action}", func(w http.ResponseWriter, r *http.Request) {

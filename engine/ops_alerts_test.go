@@ -76,6 +76,7 @@ func TestAlertRules(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "audit.jsonl")
 	te := startOpsEngine(t, func(c *Config) {
 		c.Connectors = []ConnectorConfig{{Name: "audit", Type: "file", Channel: "app_push", Settings: map[string]any{"path": out}}}
+		c.Batch.Jobs = []BatchJob{{Name: "birthdays", Type: "birthday", Schedule: "0 9 1 1 *"}}
 	})
 	te.opsScrape(t)
 	exported := opsExported(t, te)

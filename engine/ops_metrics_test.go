@@ -144,6 +144,7 @@ func TestDocumentedMetricsAreExported(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "audit.jsonl")
 	te := startOpsEngine(t, func(c *Config) {
 		c.Connectors = []ConnectorConfig{{Name: "audit", Type: "file", Channel: "app_push", Settings: map[string]any{"path": out}}}
+		c.Batch.Jobs = []BatchJob{{Name: "birthdays", Type: "birthday", Schedule: "0 9 1 1 *"}}
 	})
 	te.opsScrape(t) // the HTTP counter has a series once a request was served
 	exported := opsExported(t, te)

@@ -2,10 +2,12 @@ package engine
 
 import (
 	"context"
+
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"golang.org/x/time/rate"
 	"math"
 	"sort"
 	"sync"
@@ -68,12 +70,23 @@ func (e *Engine) loop(ctx context.Context) error {
 	idle.Stop()
 	tick := time.NewTicker(mustDuration(e.cfg.Policy.ReleaseInterval))
 	defer tick.Stop()
+	// Batch events are taken at most batch.consume_rate a second.
+	lim := rate.NewLimiter(rate.Limit(e.cfg.Batch.ConsumeRate), e.cfg.Batch.MaxPerBatch)
+	tokenWait := time.Duration(float64(time.Second) / e.cfg.Batch.ConsumeRate)
 	for {
 		msgs = msgs[:0]
 		if len(e.prevKeys) > 0 {
 			idle.Reset(time.Second)
 		}
+		btIn := e.bt.in
+		var throttled <-chan time.Time
+		if lim.Tokens() < 1 {
+			btIn = nil
+			throttled = time.After(tokenWait)
+		}
 		select {
+		case <-throttled:
+			continue
 		case <-ctx.Done():
 			idle.Stop()
 			return nil
@@ -95,7 +108,8 @@ func (e *Engine) loop(ctx context.Context) error {
 			continue
 		case m := <-e.rt.in:
 			msgs = append(msgs, m)
-		case m := <-e.bt.in:
+		case m := <-btIn:
+			lim.Allow()
 			msgs = append(msgs, m)
 		}
 		idle.Stop()
@@ -118,9 +132,10 @@ func (e *Engine) loop(ctx context.Context) error {
 			}
 		}
 	drainBatch:
-		for len(msgs) < max && nb < e.cfg.Batch.MaxPerBatch {
+		for len(msgs) < max && nb < e.cfg.Batch.MaxPerBatch && lim.Tokens() >= 1 {
 			select {
 			case m := <-e.bt.in:
+				lim.Allow()
 				msgs = append(msgs, m)
 				nb++
 			default:

@@ -75,6 +75,10 @@ func (a attrFlag) Set(s string) error {
 // parseScalar reads a number, true/false, or a JSON list/object; anything
 // else is a string.
 func parseScalar(v string) any {
+	// Leading zeros and signs mark identifiers (007, +86…): keep every digit.
+	if len(v) > 1 && ((v[0] == '0' && v[1] != '.') || v[0] == '+') {
+		return v
+	}
 	if i, err := strconv.ParseInt(v, 10, 64); err == nil {
 		return i
 	}

@@ -25,6 +25,7 @@ Usage:
   kairos rules test FILE|DIR...
   kairos connect [--config kairos.yaml] [--nats-url URL] [--channel CH]
   kairos opportunities list|claim|outcome --branch B [--by NAME] [--result R] [OFFER_ID]
+  kairos batch list --campaign NAME FILE | kairos batch run birthday|new_customer|anniversary|dormant
   kairos report [--from 7d] [--to TIME] [--rule ID] [--format md|json|csv]
   kairos replay --rules DIR (--events FILE | --from TIME [--to TIME]) [--compare DIR] [--format md|json|csv]
   kairos profiles import FILE.csv|FILE.jsonl
@@ -83,6 +84,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdConnect(ctx, rest, stdout, stderr)
 	case "opportunities":
 		err = cmdOpportunities(ctx, rest, stdout, stderr)
+	case "batch":
+		err = cmdBatch(ctx, rest, stdout, stderr)
 	case "report":
 		err = cmdReport(ctx, rest, stdout, stderr)
 	case "replay":
