@@ -30,14 +30,18 @@ type op struct {
 	kind         opKind
 	k0, k1       int
 	v0, v1       int
-	ttl          time.Duration
-	customerSlot int // index in puts, or -1
+	expires      uint64 // Badger ExpiresAt, Unix seconds; 0 for none
+	customerSlot int    // index in puts, or -1
 }
 
 type put struct {
 	c   *Customer
 	gen uint64
 	id  string
+	// Under Options.Replicate: the ops of the c/, p/ and k/ records, and
+	// the expiry of the window record, for Records.
+	win, prof, pol int
+	expires        uint64
 }
 
 // Batch collects the writes of one atomic Commit: customer records, the
@@ -57,6 +61,11 @@ type Batch struct {
 	enc     *msgpack.Encoder
 	entries []badger.Entry
 	strs    strTable // policy record string table
+
+	rec []byte // Records scratch
+	// err, when set by Put, fails Commit: under Options.Replicate a
+	// customer's record could not be made exact.
+	err error
 }
 
 // NewBatch returns an empty, reusable batch.
@@ -88,6 +97,10 @@ func (w arenaWriter) WriteByte(c byte) error {
 // index keys q/... of the deferred offers added and removed since the last
 // Commit. It is a no-op when c is not dirty. Put again after further
 // changes; the last Put of a customer wins. Commit clears the dirty flags.
+//
+// Under Options.Replicate, Put writes all three records of a dirty
+// customer, changed or not (see putAll), so that Records can give its
+// whole committed state.
 func (b *Batch) Put(c *Customer) {
 	if !c.Dirty() {
 		return
@@ -106,6 +119,15 @@ func (b *Batch) Put(c *Customer) {
 		b.puts = append(b.puts, put{c: c, gen: c.gen, id: c.id})
 		b.ids = append(b.ids, c.id)
 	}
+	if b.s.opts.Replicate {
+		if again {
+			// The ops of the first Put, which set the flags, are
+			// dropped: assume the keys exist.
+			c.storedWindow, c.storedProfile, c.storedPolicy = true, true, true
+		}
+		b.putAll(c, slot)
+		return
+	}
 	if c.windowDirty {
 		o := op{kind: opSet, customerSlot: slot}
 		o.k0 = len(b.arena)
@@ -114,11 +136,8 @@ func (b *Batch) Put(c *Customer) {
 		b.arena = appendWindow(b.arena, c)
 		o.v1 = len(b.arena)
 		o.v0 = o.k1
-		var retention int64
-		if c.plan != nil {
-			retention = c.plan.maxRetention
-		}
-		o.ttl = time.Duration(retention)*time.Millisecond + ttlSlack
+		o.expires = windowExpiry(c, time.Now())
+		c.windowExpires, c.storedWindow = o.expires, true
 		b.ops = append(b.ops, o)
 	}
 	if c.profileDirty {
@@ -134,18 +153,119 @@ func (b *Batch) Put(c *Customer) {
 			// here; drop what was written and keep the stored profile.
 			b.s.log.Error("profile not encodable; keeping the stored profile", "customer", c.id, "err", err)
 			b.arena = b.arena[:o.k0]
-			return
+			o.kind = opSkip
 		}
-		o.v1 = len(b.arena)
-		b.ops = append(b.ops, o)
+		if o.kind != opSkip {
+			o.v1 = len(b.arena)
+			c.storedProfile = o.kind == opSet
+			b.ops = append(b.ops, o)
+		}
 	}
 	if c.policyDirty {
 		b.putPolicy(c, slot)
 	}
 }
 
+// windowExpiry returns the Badger expiry of a window record of c written
+// at now: the longest retention of its plan plus ttlSlack.
+func windowExpiry(c *Customer, now time.Time) uint64 {
+	var retention int64
+	if c.plan != nil {
+		retention = c.plan.maxRetention
+	}
+	return uint64(now.Add(time.Duration(retention)*time.Millisecond + ttlSlack).Unix())
+}
+
+// putAll writes, under Options.Replicate, all three records of c whatever
+// is dirty, so that the stored records are exactly those Records gives.
+//
+// The window record keeps its stored expiry unless the windows changed
+// (then it gets a new one, as without the option), and is deleted when
+// no series has an entry or its expiry has passed. The profile and policy
+// records are written as Put writes them when dirty. A profile msgpack
+// cannot encode is replaced by the stored one, read back from Badger; if
+// that read fails, Commit fails. A key known to be absent is not deleted
+// again.
+func (b *Batch) putAll(c *Customer, slot int) {
+	now := time.Now()
+	p := &b.puts[slot]
+
+	o := op{kind: opSet, customerSlot: slot}
+	o.k0 = len(b.arena)
+	b.arena = append(append(b.arena, prefixCustomer...), c.id...)
+	o.k1, o.v0 = len(b.arena), len(b.arena)
+	if c.windowDirty || c.windowExpires == 0 {
+		c.windowExpires = windowExpiry(c, now)
+	}
+	if !c.hasEntries() || c.windowExpires <= uint64(now.Unix()) {
+		o.kind = opDelete
+		c.windowExpires = 0
+	} else {
+		b.arena = appendWindow(b.arena, c)
+		o.expires = c.windowExpires
+	}
+	o.v1 = len(b.arena)
+	p.win, p.expires = b.addRecordOp(o, &c.storedWindow), o.expires
+
+	o = op{kind: opSet, customerSlot: slot}
+	o.k0 = len(b.arena)
+	b.arena = append(append(b.arena, prefixProfile...), c.id...)
+	o.k1, o.v0 = len(b.arena), len(b.arena)
+	if len(c.profile) == 0 {
+		o.kind = opDelete
+	} else if err := b.enc.Encode(c.profile); err != nil {
+		b.arena = b.arena[:o.v0]
+		b.s.log.Error("profile not encodable; keeping the stored profile", "customer", c.id, "err", err)
+		found, rerr := b.appendStored(b.arena[o.k0:o.k1])
+		switch {
+		case rerr != nil:
+			b.err = fmt.Errorf("state: customer %q: read the stored profile: %w", c.id, rerr)
+		case !found:
+			o.kind = opDelete
+		}
+	}
+	o.v1 = len(b.arena)
+	p.prof = b.addRecordOp(o, &c.storedProfile)
+
+	b.putPolicy(c, slot)
+}
+
+// addRecordOp adds o, the write of a c/, p/ or k/ record whose key exists
+// when *stored, and returns its index; a deletion of an absent key is
+// dropped (its bytes too), and the index is then -1.
+func (b *Batch) addRecordOp(o op, stored *bool) int {
+	if o.kind == opDelete && !*stored {
+		b.arena = b.arena[:o.k0]
+		return -1
+	}
+	*stored = o.kind == opSet
+	b.ops = append(b.ops, o)
+	return len(b.ops) - 1
+}
+
+// appendStored appends the stored value of key to the arena.
+func (b *Batch) appendStored(key []byte) (found bool, err error) {
+	err = b.s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		found = true
+		return item.Value(func(v []byte) error {
+			b.arena = append(b.arena, v...)
+			return nil
+		})
+	})
+	return found, err
+}
+
 // putPolicy writes the policy record of c and the due index difference
-// between c.due (committed) and the current deferred offers.
+// between c.due (committed) and the current deferred offers. Under
+// Options.Replicate the deletion of an absent record is dropped, and
+// b.puts[slot].pol is the index of the op or -1.
 func (b *Batch) putPolicy(c *Customer, slot int) {
 	o := op{kind: opSet, customerSlot: slot}
 	o.k0 = len(b.arena)
@@ -158,7 +278,12 @@ func (b *Batch) putPolicy(c *Customer, slot int) {
 		b.arena = appendPolicy(b.arena, &c.pol, &b.strs)
 	}
 	o.v1 = len(b.arena)
-	b.ops = append(b.ops, o)
+	if b.s.opts.Replicate {
+		b.puts[slot].pol = b.addRecordOp(o, &c.storedPolicy)
+	} else {
+		c.storedPolicy = o.kind == opSet
+		b.ops = append(b.ops, o)
+	}
 
 	c.duePut = dueRefs(c.duePut, c.pol.deferred)
 	c.duePending = true
@@ -258,12 +383,35 @@ func (b *Batch) SetWatermark(name string, w Watermark) {
 	b.ops = append(b.ops, o)
 }
 
-// MarkSeen stores a marker under s/<key> that expires after ttl: an
-// event id already applied, so that a re-sent batch event is skipped
-// even after the stream's duplicate window (Store.Seen). The TTL only
-// collects the marker.
+// MarkSeen stores a marker under s/<key> that expires after ttl (never
+// when ttl <= 0): an event id already applied, so that a re-sent batch
+// event is skipped even after the stream's duplicate window
+// (Store.Seen). The TTL only collects the marker.
 func (b *Batch) MarkSeen(key string, ttl time.Duration) {
-	o := op{kind: opSet, customerSlot: -1, ttl: ttl}
+	var expires uint64
+	if ttl > 0 {
+		expires = uint64(time.Now().Add(ttl).Unix())
+	}
+	b.markSeen(key, expires)
+}
+
+// MarkSeenUntil stores a marker under s/<key>, like MarkSeen, that
+// expires at expiresAt (rounded up to the second, Badger's resolution):
+// to restore a marker of another store with its remaining lifetime
+// (Store.ScanSeen). An expiresAt not after now writes nothing.
+func (b *Batch) MarkSeenUntil(key string, expiresAt time.Time) {
+	if !expiresAt.After(time.Now()) {
+		return
+	}
+	secs := expiresAt.Unix()
+	if expiresAt.Nanosecond() > 0 {
+		secs++
+	}
+	b.markSeen(key, uint64(secs))
+}
+
+func (b *Batch) markSeen(key string, expires uint64) {
+	o := op{kind: opSet, customerSlot: -1, expires: expires}
 	o.k0 = len(b.arena)
 	b.arena = append(append(b.arena, prefixSeen...), key...)
 	o.k1 = len(b.arena)
@@ -304,6 +452,7 @@ func (b *Batch) Reset() {
 	clear(b.slot)
 	b.applied, b.hasApplied = Watermark{}, false
 	clear(b.entries)
+	b.err = nil
 }
 
 // Commit writes the batch in one Badger read-write transaction: all of it
@@ -315,6 +464,9 @@ func (b *Batch) Reset() {
 func (s *Store) Commit(b *Batch) error {
 	if s.closed.Load() {
 		return ErrClosed
+	}
+	if b.err != nil {
+		return b.err
 	}
 	start := time.Now()
 	err := s.commit(b)
@@ -380,9 +532,7 @@ func (s *Store) commit(b *Batch) error {
 		case opSet:
 			b.entries = append(b.entries, badger.Entry{Key: key, Value: b.arena[o.v0:o.v1:o.v1]})
 			e := &b.entries[len(b.entries)-1]
-			if o.ttl > 0 {
-				e.WithTTL(o.ttl)
-			}
+			e.ExpiresAt = o.expires
 			err = txn.SetEntry(e)
 		}
 		if err != nil {

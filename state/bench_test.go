@@ -1,6 +1,7 @@
 package state_test
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
 	"time"
@@ -54,7 +55,17 @@ func BenchmarkApplyValue(b *testing.B) {
 // BenchmarkCommitBatch commits 256 dirty customers (and a watermark) per
 // operation.
 func BenchmarkCommitBatch(b *testing.B) {
-	s := statetest.Open(b, state.Options{GCInterval: -1})
+	benchCommitBatch(b, state.Options{GCInterval: -1})
+}
+
+// BenchmarkCommitBatchReplicate is BenchmarkCommitBatch with
+// Options.Replicate, without taking the records.
+func BenchmarkCommitBatchReplicate(b *testing.B) {
+	benchCommitBatch(b, state.Options{GCInterval: -1, Replicate: true})
+}
+
+func benchCommitBatch(b *testing.B, opts state.Options) {
+	s := statetest.Open(b, opts)
 	p := mustPlan(b, 24*time.Hour, testSpecs...)
 	sh := s.Shard(0)
 	batch := s.NewBatch()
@@ -118,4 +129,72 @@ func BenchmarkAddContactCount(b *testing.B) {
 	if n == 0 {
 		b.Fatal("no contacts counted")
 	}
+}
+
+// BenchmarkReplication is the changelog path for 10k customers with
+// windows, a profile and a policy record with deferred offers. Records
+// puts them in batches of 256 under Options.Replicate and takes their
+// records (what the owner does per commit, the commit left out);
+// ImportRecords writes the records into another store (what a new owner
+// does), replacing those of the previous iteration.
+func BenchmarkReplication(b *testing.B) {
+	const customers = 10_000
+	p := mustPlan(b, 24*time.Hour, testSpecs...)
+	src := statetest.Open(b, state.Options{GCInterval: -1, Replicate: true, CacheCustomers: customers})
+	cs := make([]*state.Customer, customers)
+	for i := range cs {
+		cs[i] = load(b, src.Shard(0), fmt.Sprint("customer-", i))
+		fillAll(p, cs[i], i)
+	}
+	batch := src.NewBatch()
+	ids := make([]string, 0, customers)
+	recs := make([][]byte, 0, customers)
+	size := 0
+	for i, c := range cs {
+		batch.Put(c)
+		if i%256 == 255 || i == len(cs)-1 {
+			batch.Records(func(id string, rec []byte) {
+				ids = append(ids, id)
+				recs = append(recs, bytes.Clone(rec))
+				size += len(rec)
+			})
+			batch.Reset()
+		}
+	}
+	b.Logf("%d records, %d bytes on average", len(recs), size/len(recs))
+
+	b.Run("Records", func(b *testing.B) {
+		n := 0
+		b.ReportAllocs()
+		for b.Loop() {
+			for i, c := range cs {
+				batch.Put(c)
+				if i%256 == 255 || i == len(cs)-1 {
+					batch.Records(func(string, []byte) { n++ })
+					batch.Reset()
+				}
+			}
+		}
+		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "records/s")
+	})
+	b.Run("ImportRecords", func(b *testing.B) {
+		dst := statetest.Open(b, state.Options{GCInterval: -1})
+		n := 0
+		b.ReportAllocs()
+		for b.Loop() {
+			i := 0
+			done, err := dst.ImportRecords(func() (string, []byte, bool, error) {
+				if i == len(recs) {
+					return "", nil, false, nil
+				}
+				i++
+				return ids[i-1], recs[i-1], true, nil
+			})
+			if err != nil || done != len(recs) {
+				b.Fatalf("ImportRecords: %d, %v", done, err)
+			}
+			n += done
+		}
+		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "records/s")
+	})
 }

@@ -25,6 +25,14 @@ type Customer struct {
 	due, duePut []dueRef
 	duePending  bool
 
+	// windowExpires is the Badger expiry (Unix seconds, 0 none) of the
+	// stored window record, as read or last Put; Put under
+	// Options.Replicate keeps it when it rewrites unchanged windows.
+	windowExpires uint64
+	// stored* tell whether c/, p/ and k/ exist, as read or last Put, so
+	// that Put under Options.Replicate deletes no key that is not there.
+	storedWindow, storedProfile, storedPolicy bool
+
 	windowDirty, profileDirty, policyDirty bool
 	// gen counts changes; Commit clears the dirty flags only when gen has
 	// not moved since Put. It is never reset, also not on recycling.
@@ -282,8 +290,20 @@ func (c *Customer) reset() {
 	c.due = c.due[:0]
 	clear(c.duePut)
 	c.duePut, c.duePending = c.duePut[:0], false
+	c.windowExpires = 0
+	c.storedWindow, c.storedProfile, c.storedPolicy = false, false, false
 	c.windowDirty, c.profileDirty, c.policyDirty = false, false, false
 	c.gen++
+}
+
+// hasEntries reports whether any series holds an entry.
+func (c *Customer) hasEntries() bool {
+	for i := range c.series {
+		if c.series[i].len() > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *series) len() int { return len(s.ts) - s.off }

@@ -11,9 +11,9 @@
 // committing goroutine then adds outbox entries, deletions of published
 // outbox entries, counters and the applied watermark to the Batch and calls
 // Store.Commit: one Badger transaction, so that after kill -9 the store holds
-// either all of a batch or none of it, and the watermark says which. Commit
-// and Invalidate run while no Shard is in use (between batches). A
-// *Customer stays valid until the next Commit or Invalidate.
+// either all of a batch or none of it, and the watermark says which. Commit,
+// Invalidate, ImportRecords and DropCustomers run while no Shard is in use
+// (between batches). A *Customer stays valid until the next of them.
 //
 // On a cache hit, Load, Apply and Value neither allocate nor lock, and
 // neither do AddContact and CountContacts once the contact list has
@@ -113,6 +113,73 @@
 // runs. The snapshot belongs to the caller. DueDeferred and Counters also
 // only read Badger.
 //
+// # Replication
+//
+// In scale-out mode customers are partitioned, each partition has one
+// owner at a time, the engine writes every commit of the owner to a
+// changelog compacted by customer, and a new owner loads the partition
+// from it. The NATS side is the engine's; state makes the records and
+// takes them back.
+//
+// With Options.Replicate, Batch.Put of a dirty customer writes all three of
+// its records, changed or not, and Batch.Records gives for each customer
+// Put one replication record holding exactly what Commit stores for it.
+// Windows are written as the cache holds them (realigned to the current
+// plan): with a new expiry (longest retention + 24h) when they changed, as
+// without the option, else with the stored one; a window record without
+// entries, or whose expiry has passed, is deleted instead. An empty
+// profile or policy deletes its key, as always; a key the customer is
+// known not to have is not deleted again. A profile msgpack cannot encode
+// is replaced by the stored one. Without the option Put writes only what
+// changed, nothing extra is encoded, and Records panics.
+//
+// A replication record (version 1) is:
+//
+//	byte 0     version, 1
+//	uvarint    Badger expiry of the window record, Unix seconds; 0 when
+//	           it has none or there is no window record
+//	uvarint n  length of the window record (c/), then its n bytes
+//	uvarint n  length of the profile (p/), then its n bytes
+//	uvarint n  length of the policy record (k/), then its n bytes
+//
+// and nothing after. A part of length 0 stands for an absent key; the
+// others are the stored values byte for byte, in the formats under Keys.
+// An empty record, or one without parts, is a customer with nothing
+// stored. A new format would take a new version byte; ImportRecords
+// refuses versions it does not know.
+//
+// Store.ImportRecords writes records in bulk: read-write transactions of
+// many customers each, committed before one would exceed Badger's limits,
+// never splitting a customer. A record replaces the customer's c/, p/ and
+// k/ keys (a part of length 0 deletes the key; an empty record deletes the
+// customer) and swaps the due index keys of the deferred offers of the
+// replaced k/ record for those of the new one, in the same transaction,
+// so that the due index invariant holds after an import (the keys of a
+// replaced k/ record that does not decode are found by a scan of the
+// index). The window record keeps the expiry in the record; one already
+// past is not written. Every part is decoded first, with the decoders of
+// Load and a msgpack decoding of the profile: a record that does not
+// decode, or has no customer id, stops the import with ErrCorrupt naming
+// the customer, and nothing of it is written; the records before it are.
+// Importing the same records again changes nothing, so an import cut
+// short is completed by running it again. Store.ExportCustomer gives the
+// record of a customer's committed state, the very bytes Records gave at
+// the Commit that wrote it: for the first snapshot of a partition.
+//
+// Store.ScanCustomerIDs lists, once each and in id order, the customers
+// with any of c/, p/ and k/, reading no values, so that the engine finds
+// those of partitions it no longer owns; Store.DropCustomers deletes
+// them — c/, p/, k/ and their due index keys — in bulk. Seen markers (s/)
+// belong to no customer: Store.ScanSeen lists them with their expiry, and
+// Batch.MarkSeenUntil writes one with a given expiry (nothing when it has
+// passed), so that a new owner restores them with the time they have
+// left. Counters, outbox entries and watermarks are not replicated here.
+//
+// ImportRecords and DropCustomers run, like Commit, while no Shard is in
+// use, and drop the customers they write from the caches, as Invalidate
+// does. ExportCustomer, ScanCustomerIDs and ScanSeen only read Badger and
+// may run on any goroutine while the engine runs.
+//
 // # Keys
 //
 //	c/<customer id>  window record, with Badger TTL longest retention + 24h
@@ -123,6 +190,7 @@
 //	                 is 8 bytes big-endian with the sign bit flipped, so
 //	                 keys sort by release (then customer and offer id)
 //	n/<name>         counter, int64 as 8 bytes big-endian (absent when 0)
+//	s/<key>          seen marker (Batch.MarkSeen), empty value, Badger TTL
 //	o/<engine key>   outbox entry, opaque value written by the engine
 //	m/applied        watermark: version 1, uvarint len + stream name,
 //	                 int64 LE stream creation (Unix ns), uint64 LE sequence

@@ -6,7 +6,8 @@ import "errors"
 // these with the key or customer at fault.
 var (
 	// ErrCorrupt means a stored record could not be decoded. The error names
-	// the Badger key of the record.
+	// the Badger key of the record; for a replication record given to
+	// Store.ImportRecords, the customer.
 	ErrCorrupt = errors.New("state: corrupt record")
 
 	// ErrBatchTooBig means a Batch does not fit in one Badger transaction

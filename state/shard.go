@@ -111,13 +111,16 @@ func readCustomer(txn *badger.Txn, c *Customer, key []byte, sh *Shard) (_ []byte
 			err = item.Value(func(v []byte) error {
 				switch prefix {
 				case prefixCustomer:
+					c.windowExpires, c.storedWindow = item.ExpiresAt(), true
 					return decodeWindow(c, v)
 				case prefixProfile:
+					c.storedProfile = true
 					if sh == nil {
 						return decodeProfileBytes(c.profile, v)
 					}
 					return sh.decodeProfile(c.profile, v)
 				default:
+					c.storedPolicy = true
 					var in *interner
 					if sh != nil {
 						in = &sh.in

@@ -42,6 +42,11 @@ type Options struct {
 	// ignored): for simulations — rule tests and replays — whose state
 	// must not outlive them.
 	InMemory bool
+	// Replicate makes Batch.Put write all the records of a customer it
+	// puts, not only the changed ones, so that Batch.Records can give
+	// each one's whole committed state for a changelog (see Replication
+	// in the package documentation). Off, nothing extra is encoded.
+	Replicate bool
 
 	// badgerOptions, when set, adjusts the Badger options (tests).
 	badgerOptions func(badger.Options) badger.Options
@@ -55,9 +60,10 @@ const (
 )
 
 // Store is the Badger-backed state of all customers. Its methods other than
-// Shard's are called by the engine's committing goroutine; Commit and
-// Invalidate run while no Shard is in use. Snapshot, DueDeferred and
-// Counters only read Badger and may run on any goroutine.
+// Shard's are called by the engine's committing goroutine; Commit,
+// Invalidate, ImportRecords and DropCustomers run while no Shard is in
+// use. Snapshot, DueDeferred, Counters, ExportCustomer, ScanCustomerIDs
+// and ScanSeen only read Badger and may run on any goroutine.
 type Store struct {
 	opts    Options
 	db      *badger.DB
