@@ -32,15 +32,18 @@ vet:
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
-## bench: the Go micro-benchmarks of the hot path
+## bench: the Go micro-benchmarks of the hot path (the end-to-end load test is `kairos bench`, docs/bench.md)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./rules ./state ./engine ./connectors
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./rules ./state ./engine ./connectors ./bench
 
-## fuzz: run every fuzz target for FUZZTIME each
+## fuzz: run every fuzz target of the repository for FUZZTIME each
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME) ./engine
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeOutRecord$$' -fuzztime $(FUZZTIME) ./engine
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCustomer$$' -fuzztime $(FUZZTIME) ./state
+	@set -e; for f in $$(grep -l '^func Fuzz' $$(git ls-files '*_test.go')); do \
+		pkg=./$$(dirname $$f); \
+		for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "$$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
 
 ## promtool: install promtool (Debian's prometheus package); the metrics and alert tests use it when present.
 ## The package also installs a prometheus service: `systemctl disable --now prometheus` if you do not want it.

@@ -19,6 +19,7 @@ Usage:
   kairos run [--config kairos.yaml] [--rules DIR] [--data DIR] [--nats-url URL]
              [--nats-listen HOST:PORT] [--http HOST:PORT]
   kairos demo [--customers N] [--rate EVENTS_PER_S] [--duration D]
+  kairos bench [--rate N | --max] [--customers N] [--rules N] [--baseline] [--sweep DIM=V,...] [--out DIR]
   kairos events publish --type T --customer ID [--attr k=v ...] [--id ID] [--ts TS] [--json]
   kairos offers tail [--channel CH] [--all]
   kairos rules check DIR|FILE...
@@ -64,6 +65,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(ctx, rest, stdout, stderr)
 	case "demo":
 		err = cmdDemo(ctx, rest, stdout, stderr)
+	case "bench":
+		err = cmdBench(ctx, rest, stdout, stderr)
 	case "events":
 		err = sub(rest, stderr, map[string]func() error{
 			"publish": func() error { return cmdEventsPublish(ctx, rest[1:], stdout, stderr) },

@@ -1,0 +1,178 @@
+package bench_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kairos-engine/kairos/bench"
+	"github.com/kairos-engine/kairos/engine"
+)
+
+// inProcess starts the engine in the test's process, as kairos bench
+// --engine in-process does (cmd/kairos/bench.go).
+type inProcess struct{}
+
+func (inProcess) Mode() string       { return "in-process" }
+func (inProcess) EmbedsNATS() bool   { return true }
+func (inProcess) UsageScope() string { return "the test process" }
+
+func (inProcess) Launch(ctx context.Context, spec bench.LaunchSpec) (bench.Target, error) {
+	cfg, err := engine.LoadConfig(spec.ConfigFile)
+	if err != nil {
+		return nil, err
+	}
+	e, err := engine.New(engine.Options{Config: cfg})
+	if err != nil {
+		return nil, err
+	}
+	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	t := &target{e: e, cancel: cancel, done: make(chan error, 1), state: filepath.Join(spec.DataDir, "state")}
+	go func() { t.done <- e.Run(ectx) }()
+	select {
+	case <-e.Ready():
+		return t, nil
+	case err := <-t.done:
+		cancel()
+		return nil, err
+	}
+}
+
+type target struct {
+	e      *engine.Engine
+	cancel context.CancelFunc
+	done   chan error
+	state  string
+}
+
+func (t *target) NATSURL() string    { return t.e.NATSURL() }
+func (t *target) StateDir() string   { return t.state }
+func (t *target) MetricsURL() string { return "http://" + t.e.HTTPAddr() + "/metrics" }
+func (t *target) Usage() (bench.Usage, bool) {
+	u, err := bench.ProcUsage(0)
+	return u, err == nil
+}
+func (t *target) Stop(ctx context.Context) error {
+	t.cancel()
+	select {
+	case err := <-t.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// checkReport checks that a report of one point with one engine run at
+// rate is sane, and that its files were written.
+func checkReport(t *testing.T, rep *bench.Report, out string, rate int, baseline bool) {
+	t.Helper()
+	if len(rep.Points) != 1 {
+		t.Fatalf("%d points, want 1", len(rep.Points))
+	}
+	p := rep.Points[0]
+	if p.Customers != 1000 || p.Rules != 20 || p.ProfileLoad == nil || p.ProfileLoad.Count != 1000 || p.ProfileLoad.PerSecond <= 0 {
+		t.Errorf("point %+v", p)
+	}
+	if len(p.Runs) != 1 {
+		t.Fatalf("%d engine runs, want 1", len(p.Runs))
+	}
+	r := p.Runs[0]
+	l := r.Latency
+	if r.TargetRate != rate || r.SentPerSec < 0.9*float64(rate) || r.SentPerSec > 1.1*float64(rate) {
+		t.Errorf("sent %.0f/s at target %d/s", r.SentPerSec, rate)
+	}
+	// A loaded machine (or -race) may leave the engine behind: the test is
+	// about the measurements, not about meeting a target.
+	if r.ProcessedPerSec < 0.5*float64(rate) || r.ProcessedPerSec > 1.2*float64(rate) {
+		t.Errorf("engine processed %.0f/s at %d/s", r.ProcessedPerSec, rate)
+	}
+	if r.Offers == 0 || l.Count != r.Offers || r.OffersPerSec <= 0 || r.OffersPerSec > r.SentPerSec {
+		t.Errorf("offers %d (%.0f/s), latency count %d", r.Offers, r.OffersPerSec, l.Count)
+	}
+	if l.P50 <= 0 || l.P50 > l.P90 || l.P90 > l.P99 || l.P99 > l.P999 || l.P999 > l.Max || l.Max > 5000 {
+		t.Errorf("implausible latency %+v", l)
+	}
+	if r.Verdict == "" || r.Sustained != (r.Verdict == "ok" || r.Verdict == "p99 over SLO") || r.LagMax < 0 || r.PublishErrors != 0 || r.CPUSeconds <= 0 || r.CPUMicrosPerEvent <= 0 || r.PeakRSSBytes <= 0 {
+		t.Errorf("run %+v", r)
+	}
+	if e := r.Engine; e == nil || e.Events <= 0 || e.MatchesPerEvent <= 0 || e.BatchSizeMean <= 0 || e.BatchMillisMean <= 0 || e.CommitMillisMean <= 0 {
+		t.Errorf("engine stats from /metrics: %+v", e)
+	}
+	if p.DiskBytes <= 0 || p.CustomersWithState < 1000 || p.DiskPerCustomer <= 0 || p.PeakRSSBytes <= 0 {
+		t.Errorf("disk %d for %d customers (%.0f B each), peak RSS %d", p.DiskBytes, p.CustomersWithState, p.DiskPerCustomer, p.PeakRSSBytes)
+	}
+	if baseline {
+		if len(p.BaselineRuns) != 1 || p.BaselineRuns[0].Latency.Count == 0 || p.Ratio == nil || p.Ratio.P99 <= 0 || p.Ratio.Throughput <= 0 {
+			t.Errorf("baseline %+v, ratio %+v", p.BaselineRuns, p.Ratio)
+		}
+	}
+	if m := rep.Machine; m.CPUs < 1 || m.MemoryBytes <= 0 || m.GoVersion == "" || m.NATSServer == "" {
+		t.Errorf("machine %+v", m)
+	}
+	if len(rep.Targets) < 10 {
+		t.Errorf("%d targets checked", len(rep.Targets))
+	}
+	for _, f := range []string{"report.json", "report.md", "latency.svg"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	b, _ := os.ReadFile(filepath.Join(out, "report.json"))
+	var back bench.Report
+	if err := json.Unmarshal(b, &back); err != nil || back.Points[0].Runs[0].Latency != l {
+		t.Errorf("report.json: %v", err)
+	}
+}
+
+// TestBenchEndToEnd is a short kairos bench against an engine in the
+// test's process: --duration 3s --customers 1000 --rules 20 --baseline.
+func TestBenchEndToEnd(t *testing.T) {
+	out := t.TempDir()
+	var progress strings.Builder
+	rep, err := bench.Run(t.Context(), bench.Config{
+		Customers: 1000, Rules: 20, Rate: 1000, Duration: 3 * time.Second, Warmup: time.Second,
+		Baseline: true, Launcher: inProcess{}, Out: out, Dir: t.TempDir(), Progress: &progress,
+		Engine: bench.EngineOptions{Policy: "none"},
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	checkReport(t, rep, out, 1000, true)
+	if !strings.Contains(progress.String(), "engine 1000/s measure") {
+		t.Errorf("no progress lines:\n%s", progress.String())
+	}
+}
+
+// TestBenchChildProcess runs the built kairos binary as kairos bench does
+// by default: the engine and the baseline consumer child processes,
+// nats-server in the bench.
+func TestBenchChildProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the kairos binary")
+	}
+	bin := filepath.Join(t.TempDir(), "kairos")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/kairos").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out := t.TempDir()
+	rep, err := bench.Run(t.Context(), bench.Config{
+		Customers: 1000, Rules: 20, Rate: 2000, Duration: 3 * time.Second, Warmup: time.Second,
+		Baseline: true, Launcher: &bench.ChildLauncher{Exe: bin}, Out: out, Dir: t.TempDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReport(t, rep, out, 2000, true)
+	// The baseline ran as a process of its own: its CPU was measured.
+	if b := rep.Points[0].BaselineRuns[0]; b.CPUSeconds <= 0 {
+		t.Errorf("baseline process CPU %v", b.CPUSeconds)
+	}
+	if rep.Setup.Mode != "child" || !strings.Contains(rep.Setup.UsageScope, "engine process alone") {
+		t.Errorf("setup %+v", rep.Setup)
+	}
+}

@@ -1,0 +1,131 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// EngineStats are read from the engine's Prometheus /metrics over a run's
+// measured time (differences of counters and histogram sums), when the
+// bench knows the engine's HTTP address. They say what the engine did with
+// the traffic and where a batch's time went.
+type EngineStats struct {
+	Events float64 `json:"events"`
+	// MatchesPerEvent is rule matches over events; EmittedPerEvent and
+	// SuppressedPerEvent the contact policy's decisions over events.
+	MatchesPerEvent    float64 `json:"matches_per_event"`
+	EmittedPerEvent    float64 `json:"emitted_per_event"`
+	SuppressedPerEvent float64 `json:"suppressed_per_event"`
+	// Batches: their mean size and wall time (decode to acknowledgement),
+	// and the mean Badger commit inside them.
+	Batches             float64 `json:"batches"`
+	BatchSizeMean       float64 `json:"batch_size_mean"`
+	BatchMillisMean     float64 `json:"batch_ms_mean"`
+	CommitMillisMean    float64 `json:"commit_ms_mean"`
+	CommitBytesPerEvent float64 `json:"commit_bytes_per_event"`
+}
+
+// metricsSnapshot is the sum of each metric's samples by name, and by
+// name{label="value"} for each of their labels.
+type metricsSnapshot map[string]float64
+
+// scrapeMetrics reads a Prometheus text exposition.
+func scrapeMetrics(ctx context.Context, url string) (metricsSnapshot, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	m := metricsSnapshot{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' || !strings.HasPrefix(line, "kairos_") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		series := line[:i]
+		j := strings.IndexByte(series, '{')
+		if j < 0 {
+			m[series] += v
+			continue
+		}
+		// The sum by name, and by name and each one label, so that a
+		// lookup by one label does not depend on the others.
+		name := series[:j]
+		m[name] += v
+		for _, pair := range splitLabels(strings.TrimSuffix(series[j+1:], "}")) {
+			m[name+"{"+pair+"}"] += v
+		}
+	}
+	return m, sc.Err()
+}
+
+// engineStats computes the stats of the interval between two snapshots.
+func engineStats(a, b metricsSnapshot) *EngineStats {
+	if a == nil || b == nil {
+		return nil
+	}
+	d := func(k string) float64 { return b[k] - a[k] }
+	s := &EngineStats{Events: d("kairos_engine_events_total"), Batches: d("kairos_engine_batch_size_count")}
+	if s.Events <= 0 {
+		return nil
+	}
+	s.MatchesPerEvent = d("kairos_engine_rule_matches_total") / s.Events
+	s.EmittedPerEvent = d(`kairos_decisions_total{outcome="emitted"}`) / s.Events
+	s.SuppressedPerEvent = d(`kairos_decisions_total{outcome="suppressed"}`) / s.Events
+	s.CommitBytesPerEvent = d("kairos_state_commit_bytes_sum") / s.Events
+	if s.Batches > 0 {
+		s.BatchSizeMean = d("kairos_engine_batch_size_sum") / s.Batches
+		s.BatchMillisMean = 1000 * d("kairos_engine_batch_duration_seconds_sum") / s.Batches
+	}
+	if n := d("kairos_state_commit_duration_seconds_count"); n > 0 {
+		s.CommitMillisMean = 1000 * d("kairos_state_commit_duration_seconds_sum") / n
+	}
+	return s
+}
+
+// splitLabels splits `a="x",b="y,z"` into its pairs, minding quotes.
+func splitLabels(s string) []string {
+	var out []string
+	start, quoted := 0, false
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case '"':
+			quoted = !quoted
+		case ',':
+			if !quoted {
+				out = append(out, s[start:i])
+				start = i + 1
+			}
+		}
+	}
+	if start < len(s) {
+		out = append(out, s[start:])
+	}
+	return out
+}

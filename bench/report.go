@@ -1,0 +1,440 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is everything a bench invocation measured. report.json is this
+// struct; report.md and the terminal table are written from it.
+type Report struct {
+	Tool     string    `json:"tool"`
+	Version  string    `json:"version"`
+	Command  string    `json:"command"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Machine  Machine   `json:"machine"`
+	Setup    Setup     `json:"setup"`
+	Points   []Point   `json:"points"`
+	Targets  []Check   `json:"targets"`
+	Notes    []string  `json:"notes,omitempty"`
+}
+
+// Setup describes how the bench ran.
+type Setup struct {
+	// Mode is child (kairos run as a child process against the bench's
+	// nats-server), in-process (the engine and its embedded nats-server in
+	// the bench process) or external (--nats-url: an engine already
+	// running; the bench only publishes and consumes).
+	Mode       string `json:"mode"`
+	UsageScope string `json:"usage_scope"`
+	NATS       string `json:"nats"`
+	// Latency is what the latency figures measure.
+	Latency   string        `json:"latency"`
+	Customers int           `json:"customers"`
+	Skew      float64       `json:"zipf_s"`
+	ZipfV     float64       `json:"zipf_v"`
+	TopShare  float64       `json:"top_customer_share"`
+	Top1Share float64       `json:"top_1pct_share"`
+	Mix       string        `json:"mix"`
+	Profiles  string        `json:"profiles"`
+	Rules     int           `json:"rules"`
+	Seed      uint64        `json:"seed"`
+	Policy    string        `json:"policy"`
+	Rate      int           `json:"rate,omitempty"`
+	Max       bool          `json:"max"`
+	SLO       time.Duration `json:"slo_ns"`
+	Duration  time.Duration `json:"duration_ns"`
+	Warmup    time.Duration `json:"warmup_ns"`
+	Baseline  bool          `json:"baseline"`
+	Sweep     string        `json:"sweep,omitempty"`
+	InFlight  int           `json:"publish_in_flight"`
+	WaitIdle  float64       `json:"wait_idle_cpus,omitempty"`
+}
+
+// Point is one engine (one rule set, one customer population) and the
+// runs made against it.
+type Point struct {
+	Label     string `json:"label"`
+	Customers int    `json:"customers"`
+	Rules     int    `json:"rules"`
+	// ProfileLoad is the pre-load of profiles: published as fast as the
+	// publisher's window allows, timed until the engine acknowledged the
+	// last one.
+	ProfileLoad *ProfileLoad `json:"profile_load,omitempty"`
+	// ReadyRSSBytes is the engine's RSS once ready (rules compiled, before
+	// traffic); ReadySeconds how long the start took.
+	ReadyRSSBytes int64   `json:"ready_rss_bytes,omitempty"`
+	ReadySeconds  float64 `json:"ready_seconds,omitempty"`
+	// PeakRSSBytes is the engine's peak RSS over the whole point.
+	PeakRSSBytes int64 `json:"peak_rss_bytes,omitempty"`
+	// DiskBytes is the Badger state directory after the engine stopped,
+	// DiskPerCustomer that over CustomersWithState (profiled or sent an
+	// event).
+	DiskBytes          int64 `json:"disk_bytes,omitempty"`
+	CustomersWithState int   `json:"customers_with_state,omitempty"`
+	// Events is every event the point sent (profiles, warm-ups and runs),
+	// which the disk use depends on as much as on the customers.
+	Events          int64       `json:"events"`
+	DiskPerCustomer float64     `json:"disk_bytes_per_customer,omitempty"`
+	Runs            []RunResult `json:"runs"`
+	Best            int         `json:"best"` // index in Runs of the highest rate within the SLO, -1 if none
+	BaselineRuns    []RunResult `json:"baseline_runs,omitempty"`
+	BaselineBest    int         `json:"baseline_best"`
+	Ratio           *Ratio      `json:"ratio_to_baseline,omitempty"`
+}
+
+// ProfileLoad is the timing of the profile pre-load.
+type ProfileLoad struct {
+	Count     int     `json:"count"`
+	Seconds   float64 `json:"seconds"`
+	PerSecond float64 `json:"per_second"`
+}
+
+// RunResult is traffic at one target rate against one side (the engine or the
+// baseline).
+type RunResult struct {
+	Side       string  `json:"side"` // engine or baseline
+	TargetRate int     `json:"target_rate"`
+	Seconds    float64 `json:"seconds"` // measured time
+	// Sent is events published during the measured time; SentPerSec their
+	// rate (below the target when the publisher fell behind).
+	Sent       int64   `json:"sent"`
+	SentPerSec float64 `json:"sent_per_sec"`
+	// ProcessedPerSec is the rate at which the consumer's ack floor moved
+	// during the measured time: events fully processed, offers stored.
+	ProcessedPerSec float64 `json:"processed_per_sec"`
+	// Offers is offers received for events sent in the measured time,
+	// OffersPerSec that over the measured time.
+	Offers       int64       `json:"offers"`
+	OffersPerSec float64     `json:"offers_per_sec"`
+	Latency      Percentiles `json:"latency"`
+	// QuietLatency is the latency of offers received in the measured
+	// seconds during which the rest of the machine used fewer CPUs than
+	// --wait-idle (or 0.25); QuietSeconds counts those seconds. On a shared
+	// machine it is the better estimate of Kairos's own latency.
+	QuietLatency Percentiles `json:"quiet_latency"`
+	QuietSeconds int         `json:"quiet_seconds"`
+	// LagMax and LagEnd are the consumer's backlog (pending + ack pending)
+	// at its largest and at the end of the measured time.
+	LagMax   int64   `json:"lag_max"`
+	LagEnd   int64   `json:"lag_end"`
+	DrainSec float64 `json:"drain_seconds"` // time to catch up after the run
+	// CPUSeconds is the engine's CPU time during the measured time (scope:
+	// Setup.UsageScope), CPUMicrosPerEvent that per event processed in the
+	// same time.
+	CPUSeconds        float64 `json:"cpu_seconds,omitempty"`
+	CPUMicrosPerEvent float64 `json:"cpu_us_per_event,omitempty"`
+	// BenchCPUSeconds is the bench process's CPU time during the measured
+	// time: the load generator and offers consumer, and in child mode the
+	// nats-server, in baseline runs the baseline consumer too.
+	BenchCPUSeconds float64 `json:"bench_cpu_seconds,omitempty"`
+	// OtherCPUSeconds is the CPU time the rest of the machine used during
+	// the measured time: everything busy minus the bench, the engine and the
+	// baseline (when each is measured). On a shared machine it says how
+	// much the run was disturbed.
+	OtherCPUSeconds float64 `json:"other_cpu_seconds"`
+	// WaitedIdleSec is how long --wait-idle held the run; Disturbed says
+	// the machine never became idle and the run went ahead anyway.
+	WaitedIdleSec float64 `json:"waited_idle_seconds,omitempty"`
+	Disturbed     bool    `json:"disturbed,omitempty"`
+	PeakRSSBytes  int64   `json:"peak_rss_bytes,omitempty"`
+	PublishErrors int64   `json:"publish_errors,omitempty"`
+	Unmatched     int64   `json:"unmatched_offers,omitempty"`
+	// Engine is what the engine's /metrics say about the run, when read.
+	Engine    *EngineStats `json:"engine,omitempty"`
+	Sustained bool         `json:"sustained"`
+	WithinSLO bool         `json:"within_slo"`
+	Verdict   string       `json:"verdict"`
+	Timeline  []Tick       `json:"timeline"`
+}
+
+// Tick is one second of a run, for the lag-over-time view. T is seconds
+// since the measured time began (negative during the warm-up).
+type Tick struct {
+	T         float64 `json:"t"`
+	SentPerS  float64 `json:"sent_per_s"`
+	OffersPer float64 `json:"offers_per_s"`
+	Lag       int64   `json:"lag"`
+	P50       float64 `json:"p50_ms"`
+	P99       float64 `json:"p99_ms"`
+	// Other is the CPUs the rest of the machine kept busy in that second.
+	Other float64 `json:"other_cpus"`
+}
+
+// Ratio compares the engine with the transport limit measured in the same
+// invocation.
+type Ratio struct {
+	// Throughput is the engine's best rate within the SLO over the
+	// baseline's (--max), or processed events/s over the baseline's at the
+	// same target rate.
+	Throughput float64 `json:"throughput"`
+	// P50 and P99 are the engine's latency over the baseline's, at the same
+	// target rate (with --max: at the highest rate both were run at).
+	P50    float64 `json:"p50"`
+	P99    float64 `json:"p99"`
+	AtRate int     `json:"at_rate"`
+	// Basis says what Throughput compares.
+	Basis string `json:"throughput_basis"`
+}
+
+// Check is one target of the bench issue, and whether this report
+// measured it.
+type Check struct {
+	Target   string `json:"target"`
+	Status   string `json:"status"` // met, missed, not measured
+	Measured string `json:"measured"`
+	How      string `json:"how,omitempty"` // the invocation that measures it, when not measured
+}
+
+// Write writes report.json, report.md and the SVG plots into dir.
+func (r *Report) Write(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "report.json"), append(b, '\n'), 0o640); err != nil {
+		return err
+	}
+	plots := map[int]string{}
+	for i := range r.Points {
+		name := "latency.svg"
+		if len(r.Points) > 1 {
+			name = "latency-" + safeName(r.Points[i].Label) + ".svg"
+		}
+		var slo time.Duration
+		if r.Setup.Max {
+			slo = r.Setup.SLO
+		}
+		if svg := plotPoint(&r.Points[i], slo); svg != nil {
+			if err := os.WriteFile(filepath.Join(dir, name), svg, 0o640); err != nil {
+				return err
+			}
+			plots[i] = name
+		}
+	}
+	var md strings.Builder
+	r.Markdown(&md, plots)
+	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(md.String()), 0o640)
+}
+
+func safeName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' {
+			return r
+		}
+		return '-'
+	}, s)
+}
+
+// Table writes the terminal summary: one line per run.
+func (r *Report) Table(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "point\tside\ttarget/s\tsent/s\tprocessed/s\toffers/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tquiet p50/p99 (s)\tlag max\tcpu s\tother cpu s\tverdict\t")
+	for _, p := range r.Points {
+		for _, runs := range [][]RunResult{p.BaselineRuns, p.Runs} {
+			for _, x := range runs {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%.1f\t%s\t\n",
+					p.Label, x.Side, x.TargetRate, x.SentPerSec, x.ProcessedPerSec, x.OffersPerSec,
+					ms(x.Latency.P50), ms(x.Latency.P90), ms(x.Latency.P99), ms(x.Latency.P999), ms(x.Latency.Max), quietCell(x),
+					x.LagMax, cpu(x.CPUSeconds), x.OtherCPUSeconds, x.Verdict)
+			}
+		}
+	}
+	tw.Flush()
+	for _, p := range r.Points {
+		var parts []string
+		if p.Best >= 0 && r.Setup.Max {
+			parts = append(parts, fmt.Sprintf("engine max %d events/s within p99 %v", p.Runs[p.Best].TargetRate, r.Setup.SLO))
+		}
+		if p.BaselineBest >= 0 && r.Setup.Max && len(p.BaselineRuns) > 0 {
+			parts = append(parts, fmt.Sprintf("baseline max %d events/s", p.BaselineRuns[p.BaselineBest].TargetRate))
+		}
+		if p.Ratio != nil {
+			parts = append(parts, fmt.Sprintf("engine/baseline: throughput %.2f, p50 %.2fx, p99 %.2fx at %d/s", p.Ratio.Throughput, p.Ratio.P50, p.Ratio.P99, p.Ratio.AtRate))
+		}
+		if p.ProfileLoad != nil {
+			parts = append(parts, fmt.Sprintf("profiles %d in %.1fs (%.0f/s)", p.ProfileLoad.Count, p.ProfileLoad.Seconds, p.ProfileLoad.PerSecond))
+		}
+		if p.PeakRSSBytes > 0 {
+			parts = append(parts, "peak RSS "+mib(p.PeakRSSBytes))
+		}
+		if p.DiskPerCustomer > 0 {
+			parts = append(parts, fmt.Sprintf("disk %.0f B/customer", p.DiskPerCustomer))
+		}
+		if len(parts) > 0 {
+			fmt.Fprintf(w, "%s: %s\n", p.Label, strings.Join(parts, "; "))
+		}
+	}
+	for _, c := range r.Targets {
+		if c.Status != "not measured" {
+			fmt.Fprintf(w, "target %-6s %s — %s\n", c.Status+":", c.Target, c.Measured)
+		}
+	}
+}
+
+// quietCell is "p50 / p99 (seconds)" of the quiet seconds, "-" if none.
+func quietCell(x RunResult) string {
+	if x.QuietSeconds == 0 || x.QuietLatency.Count == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%s / %s (%d)", ms(x.QuietLatency.P50), ms(x.QuietLatency.P99), x.QuietSeconds)
+}
+
+func ms(v float64) string {
+	switch {
+	case v == 0:
+		return "-"
+	case v < 10:
+		return fmt.Sprintf("%.2f", v)
+	case v < 100:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func cpu(v float64) string {
+	if v == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
+
+// Markdown writes report.md; plots names the SVG of each point index.
+func (r *Report) Markdown(w io.Writer, plots map[int]string) {
+	s := r.Setup
+	fmt.Fprintf(w, "# kairos bench report\n\n")
+	fmt.Fprintf(w, "`%s`\n\n", r.Command)
+	fmt.Fprintf(w, "%s to %s, kairos %s.\n\n", r.Started.Format(time.RFC3339), r.Finished.Format(time.RFC3339), r.Version)
+	m := r.Machine
+	dirty := ""
+	if m.GitDirty {
+		dirty = " (with uncommitted changes)"
+	}
+	fmt.Fprintf(w, "**Machine**: %d CPUs (%s), %s memory, %s/%s, %s, nats-server %s, nats.go %s, git %s%s; load average %.2f at the start, %.2f at the end.\n\n",
+		m.CPUs, m.CPUModel, gib(m.MemoryBytes), m.OS, m.Arch, m.GoVersion, m.NATSServer, m.NATSClient, orDash(m.GitCommit), dirty, m.LoadStart, m.LoadEnd)
+	fmt.Fprintf(w, "**Setup**: mode %s. %s.\n\n", s.Mode, s.NATS)
+	fmt.Fprintf(w, "- Workload: %d customers, Zipf s=%.2f v=%.0f (the most active customer sends %.2f%% of events, the top 1%% %.0f%%); mix %s; profiles pre-loaded: %s; seed %d.\n",
+		s.Customers, s.Skew, s.ZipfV, 100*s.TopShare, 100*s.Top1Share, s.Mix, s.Profiles, s.Seed)
+	fmt.Fprintf(w, "- Rules: %d generated rules (bench.GenerateRules), a tenth of them triggered by each event type; contact policy: %s.\n", s.Rules, s.Policy)
+	load := fmt.Sprintf("open loop at %d events/s", s.Rate)
+	if s.Max {
+		load = fmt.Sprintf("--max: highest rate whose p99 stays within %v", s.SLO)
+	}
+	if s.Sweep != "" {
+		load += "; sweep " + s.Sweep
+	}
+	fmt.Fprintf(w, "- Load: %s; each run %v measured after %v of warm-up; publisher in-flight window %d.\n", load, s.Duration, s.Warmup, s.InFlight)
+	if s.WaitIdle > 0 {
+		fmt.Fprintf(w, "- Shared machine: each run waited until other processes used fewer than %.2f CPUs for 5 s (--wait-idle).\n", s.WaitIdle)
+	}
+	fmt.Fprintf(w, "- Latency: %s.\n", s.Latency)
+	fmt.Fprintf(w, "- CPU and RSS: %s.\n\n", s.UsageScope)
+
+	fmt.Fprintf(w, "## Results\n\n")
+	fmt.Fprintf(w, "| point | side | target/s | sent/s | processed/s | offers/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | quiet p50 / p99 ms (s) | lag max | CPU s | bench CPU s | other CPU s | verdict |\n")
+	fmt.Fprintf(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	for _, p := range r.Points {
+		for _, runs := range [][]RunResult{p.BaselineRuns, p.Runs} {
+			for _, x := range runs {
+				fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %d | %s | %s | %.1f | %s |\n",
+					p.Label, x.Side, x.TargetRate, x.SentPerSec, x.ProcessedPerSec, x.OffersPerSec,
+					ms(x.Latency.P50), ms(x.Latency.P90), ms(x.Latency.P99), ms(x.Latency.P999), ms(x.Latency.Max), quietCell(x),
+					x.LagMax, cpu(x.CPUSeconds), cpu(x.BenchCPUSeconds), x.OtherCPUSeconds, x.Verdict)
+			}
+		}
+	}
+	fmt.Fprintln(w)
+	for i, p := range r.Points {
+		fmt.Fprintf(w, "### %s\n\n", p.Label)
+		fmt.Fprintf(w, "- %d customers, %d rules.\n", p.Customers, p.Rules)
+		if p.ReadySeconds > 0 {
+			fmt.Fprintf(w, "- Engine ready in %.1f s with RSS %s.\n", p.ReadySeconds, mib(p.ReadyRSSBytes))
+		}
+		if p.ProfileLoad != nil {
+			fmt.Fprintf(w, "- Profiles: %d pre-loaded in %.1f s (%.0f/s), timed from the first publish to the engine's acknowledgement of the last.\n", p.ProfileLoad.Count, p.ProfileLoad.Seconds, p.ProfileLoad.PerSecond)
+		}
+		if s.Max && p.Best >= 0 {
+			fmt.Fprintf(w, "- Highest rate within p99 %v: **%d events/s** (p99 %s ms).\n", s.SLO, p.Runs[p.Best].TargetRate, ms(p.Runs[p.Best].Latency.P99))
+		} else if s.Max {
+			fmt.Fprintf(w, "- No rate tried kept p99 within %v.\n", s.SLO)
+		}
+		if s.Max && len(p.BaselineRuns) > 0 && p.BaselineBest >= 0 {
+			fmt.Fprintf(w, "- Transport limit (baseline) within p99 %v: **%d events/s**.\n", s.SLO, p.BaselineRuns[p.BaselineBest].TargetRate)
+		}
+		if p.Ratio != nil {
+			fmt.Fprintf(w, "- Engine / baseline: throughput %.2f (%s); latency at %d events/s p50 %.2f×, p99 %.2f×.\n", p.Ratio.Throughput, p.Ratio.Basis, p.Ratio.AtRate, p.Ratio.P50, p.Ratio.P99)
+		}
+		if p.PeakRSSBytes > 0 {
+			fmt.Fprintf(w, "- Engine peak RSS %s.\n", mib(p.PeakRSSBytes))
+		}
+		if p.DiskBytes > 0 {
+			fmt.Fprintf(w, "- Badger state after the engine stopped: %s for %d customers with state, %.0f bytes per customer, after %d events (%.1f per customer).\n",
+				mib(p.DiskBytes), p.CustomersWithState, p.DiskPerCustomer, p.Events, float64(p.Events)/float64(max(1, p.CustomersWithState)))
+		}
+		if name, ok := plots[i]; ok {
+			fmt.Fprintf(w, "\n![latency percentiles against rate](%s)\n", name)
+		}
+		var internals []RunResult
+		for _, x := range p.Runs {
+			if x.Engine != nil {
+				internals = append(internals, x)
+			}
+		}
+		if len(internals) > 0 {
+			fmt.Fprintf(w, "\nWhat the engine's /metrics say about each run (from the start of the measured time until the engine caught up):\n\n")
+			fmt.Fprintf(w, "| target/s | rule matches/event | offers emitted/event | suppressed/event | batch size | batch ms | commit ms | commit bytes/event | CPU µs/event |\n|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+			for _, x := range internals {
+				e := x.Engine
+				fmt.Fprintf(w, "| %d | %.2f | %.3f | %.3f | %.0f | %.1f | %.1f | %.0f | %.0f |\n", x.TargetRate, e.MatchesPerEvent, e.EmittedPerEvent, e.SuppressedPerEvent,
+					e.BatchSizeMean, e.BatchMillisMean, e.CommitMillisMean, e.CommitBytesPerEvent, x.CPUMicrosPerEvent)
+			}
+		}
+		for _, x := range append(append([]RunResult{}, p.BaselineRuns...), p.Runs...) {
+			if len(x.Timeline) == 0 {
+				continue
+			}
+			fmt.Fprintf(w, "\n<details><summary>%s at %d/s: second by second</summary>\n\n", x.Side, x.TargetRate)
+			fmt.Fprintf(w, "| t s | sent/s | offers/s | lag | p50 ms | p99 ms | other CPUs |\n|--:|--:|--:|--:|--:|--:|--:|\n")
+			for _, t := range x.Timeline {
+				fmt.Fprintf(w, "| %.0f | %.0f | %.0f | %d | %s | %s | %.2f |\n", t.T, t.SentPerS, t.OffersPer, t.Lag, ms(t.P50), ms(t.P99), t.Other)
+			}
+			fmt.Fprintf(w, "\n</details>\n")
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "## Targets\n\n| target | status | measured |\n|---|---|---|\n")
+	for _, c := range r.Targets {
+		m := c.Measured
+		if c.How != "" {
+			m += " (" + c.How + ")"
+		}
+		fmt.Fprintf(w, "| %s | %s | %s |\n", c.Target, c.Status, m)
+	}
+	if len(r.Notes) > 0 {
+		fmt.Fprintf(w, "\n## Notes\n\n")
+		for _, n := range r.Notes {
+			fmt.Fprintf(w, "- %s\n", n)
+		}
+	}
+}
+
+func gib(b int64) string { return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30)) }
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

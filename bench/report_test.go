@@ -1,0 +1,184 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func run(side string, rate int, p50, p99 float64, ok bool) RunResult {
+	r := RunResult{Side: side, TargetRate: rate, Seconds: 10, Sent: int64(rate) * 10, SentPerSec: float64(rate), ProcessedPerSec: float64(rate),
+		Latency:   Percentiles{Count: 100, P50: p50, P90: (p50 + p99) / 2, P99: p99, P999: p99 * 1.5, Max: p99 * 2, Mean: p50},
+		Sustained: ok, WithinSLO: ok && p99 <= 10, Verdict: verdictOK}
+	if !r.WithinSLO {
+		r.Verdict = "p99 over SLO"
+	}
+	return r
+}
+
+func sampleReport() *Report {
+	pt := Point{
+		Label: "100 rules, 1M customers", Customers: 1_000_000, Rules: 100,
+		ProfileLoad:   &ProfileLoad{Count: 1_000_000, Seconds: 20, PerSecond: 50_000},
+		ReadyRSSBytes: 39 << 20, PeakRSSBytes: 900 << 20, DiskBytes: 250_000_000, CustomersWithState: 1_000_000, DiskPerCustomer: 250,
+		Runs:         []RunResult{run("engine", 5000, 1.2, 1.8, true), run("engine", 10000, 1.5, 3, true), run("engine", 20000, 2, 6, true), run("engine", 40000, 9, 40, false)},
+		BaselineRuns: []RunResult{run("baseline", 5000, 0.8, 1.2, true), run("baseline", 10000, 0.9, 1.5, true), run("baseline", 20000, 1, 2, true), run("baseline", 40000, 1.2, 3, true)},
+	}
+	pt.Best, pt.BaselineBest = bestRun(pt.Runs), bestRun(pt.BaselineRuns)
+	pt.Ratio = ratio(&pt, true)
+	pt.Runs[0].Timeline = []Tick{{T: -1, SentPerS: 5000, Lag: 3}, {T: 0, SentPerS: 5000, OffersPer: 400, Lag: 2, P50: 1.2, P99: 1.9}}
+	small := Point{Label: "10 rules, 1M customers", Customers: 1_000_000, Rules: 10, ReadyRSSBytes: 38 << 20, Best: -1, BaselineBest: -1}
+	r := &Report{
+		Tool: "kairos bench", Version: "test", Command: "kairos bench --max --baseline",
+		Started: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC), Finished: time.Date(2026, 11, 22, 10, 5, 0, 0, time.UTC),
+		Machine: Machine{CPUs: 2, CPUModel: "test cpu", MemoryBytes: 24 << 30, GoVersion: "go1.26", NATSServer: "2.15.2"},
+		Setup:   Setup{Mode: "child", Max: true, SLO: 10 * time.Millisecond, Baseline: true, Customers: 1_000_000, Rules: 100, Mix: FormatMix(BenchMix)},
+		Points:  []Point{pt, small},
+	}
+	r.Targets = checkTargets(r)
+	return r
+}
+
+func TestTargets(t *testing.T) {
+	r := sampleReport()
+	got := map[string]Check{}
+	for _, c := range r.Targets {
+		got[c.Target] = c
+	}
+	for target, want := range map[string]string{
+		"≥ 50,000 events/s sustained, 100 rules, 1M customers":     Missed, // 20k within the SLO
+		"≥ 60% of the transport limit (baseline), same run":        Missed, // 20k of 40k
+		"p99 ≤ 2 ms at 5k events/s":                                Met,
+		"p99 ≤ 5 ms at 20k events/s":                               Missed,
+		"p99 within 2× of the transport limit's at 1,000 events/s": NotMeasured,
+		"10,000 rules: ≥ 10,000 events/s with p99 ≤ 10 ms":         NotMeasured,
+		"memory per loaded rule ≤ 20 KB":                           Met, // 1 MiB over 90 rules
+		"throughput at 10M customers ≥ 80% of that at 100k":        NotMeasured,
+		"disk ≤ 300 bytes per customer (default bench rules)":      Met,
+		"1M profiles imported in ≤ 10 s":                           Missed, // 20 s
+	} {
+		c, ok := got[target]
+		if !ok {
+			t.Errorf("no target %q", target)
+			continue
+		}
+		if c.Status != want {
+			t.Errorf("%s: %s (%s), want %s", target, c.Status, c.Measured, want)
+		}
+		if c.Status == NotMeasured && c.How == "" {
+			t.Errorf("%s: not measured without the invocation that measures it", target)
+		}
+	}
+	if pr := r.Points[0].Ratio; pr == nil || pr.Throughput != 0.5 || pr.AtRate != 20000 {
+		t.Errorf("ratio %+v, want throughput 0.5 at 20000/s", pr)
+	}
+}
+
+func TestReportWrite(t *testing.T) {
+	r := sampleReport()
+	dir := t.TempDir()
+	if err := r.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Machine.CPUs != 2 || len(back.Points) != 2 || back.Points[0].Runs[2].Latency.P99 != 6 || back.Setup.SLO != 10*time.Millisecond {
+		t.Fatalf("report.json does not round-trip: %+v", back)
+	}
+	for _, key := range []string{`"p99_ms"`, `"nats_server_version"`, `"cpus"`, `"ratio_to_baseline"`, `"targets"`, `"disk_bytes_per_customer"`} {
+		if !bytes.Contains(b, []byte(key)) {
+			t.Errorf("report.json has no %s", key)
+		}
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"# kairos bench report", "| 100 rules, 1M customers | engine | 20000 |", "Highest rate within p99 10ms: **20000 events/s**",
+		"Transport limit (baseline) within p99 10ms: **40000 events/s**", "## Targets", "| p99 ≤ 2 ms at 5k events/s | met |", "latency-100-rules--1M-customers.svg"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+	// The plot is well-formed SVG with a line per percentile and side.
+	svg, err := os.ReadFile(filepath.Join(dir, "latency-100-rules--1M-customers.svg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := xml.NewDecoder(bytes.NewReader(svg))
+	polylines := 0
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("latency SVG is not XML: %v", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "polyline" {
+			polylines++
+		}
+	}
+	if polylines != 8 {
+		t.Errorf("%d polylines, want 8 (4 percentiles × engine and baseline)", polylines)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "latency-10-rules--1M-customers.svg")); err == nil {
+		t.Error("a point without runs got a plot")
+	}
+}
+
+func TestTable(t *testing.T) {
+	var b bytes.Buffer
+	sampleReport().Table(&b)
+	out := b.String()
+	for _, want := range []string{"target/s", "p99.9 ms", "engine max 20000 events/s", "baseline max 40000 events/s", "target met:", "target missed:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestPlan(t *testing.T) {
+	cfg := Config{Launcher: &ChildLauncher{}}
+	cfg.Defaults()
+	if ps := plan(&cfg); len(ps) != 1 || ps[0].rates[0] != 5000 || ps[0].label != "100 rules, 100k customers" {
+		t.Fatalf("default plan %+v", ps)
+	}
+	cfg.Sweep, _ = ParseSweep("rules=10,100")
+	if ps := plan(&cfg); len(ps) != 2 || ps[1].rules != 100 || ps[0].rules != 10 {
+		t.Fatalf("rules sweep %+v", ps)
+	}
+	cfg.Sweep, _ = ParseSweep("rate=1k,5k")
+	if ps := plan(&cfg); len(ps) != 1 || len(ps[0].rates) != 2 {
+		t.Fatalf("rate sweep %+v", ps)
+	}
+	cfg.Max = true
+	if err := cfg.Validate(); err == nil {
+		t.Fatal("--max with a rate sweep accepted")
+	}
+	for in, want := range map[int]int{149: 150, 5000: 5000, 7512: 7500, 37500: 38000, 60: 60} {
+		if got := roundRate(in); got != want {
+			t.Errorf("roundRate(%d) = %d, want %d", in, got, want)
+		}
+	}
+}
+
+func TestSplitLabels(t *testing.T) {
+	got := splitLabels(`outcome="emitted",rule="a,b",x="q\"uo,te"`)
+	want := []string{`outcome="emitted"`, `rule="a,b"`, `x="q\"uo,te"`}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("splitLabels = %q, want %q", got, want)
+	}
+}

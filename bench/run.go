@@ -1,0 +1,998 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// latencyDefinition is what every latency figure measures.
+const latencyDefinition = "from the moment an event is due under the open-loop schedule (it is published then, unless the publisher fell behind) " +
+	"to the moment the bench's ordered consumer on the offers stream receives an offer for it; the offer's event_id names the event " +
+	"and a table indexed by the event's sequence number holds the time (no clock in the payload)"
+
+// pointSpec is one engine of the report and the runs to make against it.
+type pointSpec struct {
+	label     string
+	customers int
+	rules     int
+	rates     []int // empty with --max
+}
+
+func plan(cfg *Config) []pointSpec {
+	base := pointSpec{customers: cfg.Customers, rules: cfg.Rules, rates: []int{cfg.Rate}}
+	if cfg.Max {
+		base.rates = nil
+	}
+	label := func(p pointSpec) string {
+		return fmt.Sprintf("%d rules, %s customers", p.rules, FormatCount(p.customers))
+	}
+	if cfg.Sweep == nil {
+		base.label = label(base)
+		return []pointSpec{base}
+	}
+	var out []pointSpec
+	switch cfg.Sweep.Dim {
+	case "rate":
+		base.rates = cfg.Sweep.Values
+		base.label = label(base)
+		out = append(out, base)
+	case "rules":
+		for _, v := range cfg.Sweep.Values {
+			p := base
+			p.rules = v
+			p.label = label(p)
+			out = append(out, p)
+		}
+	case "customers":
+		for _, v := range cfg.Sweep.Values {
+			p := base
+			p.customers = v
+			p.label = label(p)
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Run runs the bench cfg describes: for each point it starts an engine
+// (or uses the one at cfg.NATSURL), pre-loads profiles, runs the baseline
+// and then the engine at each rate (or searches the highest rate within the
+// SLO), stops the engine and measures its disk. It returns the report, and
+// writes it to cfg.Out when set, also when a point fails (the error is
+// then returned too).
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.profiled = new(atomic.Bool)
+	if cfg.Progress != nil {
+		// The sampler and the run both write progress lines.
+		cfg.Progress = &lockedWriter{w: cfg.Progress}
+	}
+	rep := newReport(&cfg)
+	dir := cfg.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "kairos-bench-")
+		if err != nil {
+			return nil, err
+		}
+		dir = d
+		if !cfg.Keep {
+			defer os.RemoveAll(dir)
+		}
+	}
+	baselines := map[string]*Point{} // baseline results by customers and rates, reused across a rules sweep
+	var runErr error
+	for i, spec := range plan(&cfg) {
+		pdir := filepath.Join(dir, fmt.Sprintf("point-%d", i))
+		pt, err := runPoint(ctx, &cfg, spec, pdir, baselines)
+		if pt != nil {
+			rep.Points = append(rep.Points, *pt)
+		}
+		if !cfg.Keep {
+			_ = os.RemoveAll(pdir)
+		}
+		if err != nil {
+			runErr = fmt.Errorf("%s: %w", spec.label, err)
+			rep.Notes = append(rep.Notes, "The bench stopped early: "+runErr.Error())
+			break
+		}
+	}
+	rep.Targets = checkTargets(rep)
+	rep.Notes = append(rep.Notes, notes(rep)...)
+	rep.Finished = time.Now()
+	rep.Machine.LoadEnd = loadAvg()
+	if cfg.Out != "" {
+		if err := rep.Write(cfg.Out); err != nil {
+			return rep, errors.Join(runErr, err)
+		}
+	}
+	return rep, runErr
+}
+
+func newReport(cfg *Config) *Report {
+	g := NewGenerator(Workload{Customers: cfg.Customers, Skew: cfg.Skew, ZipfV: cfg.ZipfV})
+	profiles := "every customer"
+	switch {
+	case cfg.Profiles < 0:
+		profiles = "none"
+	case cfg.Profiles > 0:
+		profiles = strconv.Itoa(cfg.Profiles)
+	}
+	mode, scope, nats := "external", "not measured: the engine runs elsewhere", "NATS at "+cfg.NATSURL+" (external)"
+	if cfg.Launcher != nil {
+		mode, scope = cfg.Launcher.Mode(), cfg.Launcher.UsageScope()
+		nats = "nats-server " + NATSVersion() + " with JetStream (file storage) started by the bench in its own process; the engine connects over TCP"
+		if cfg.Launcher.EmbedsNATS() {
+			nats = "nats-server " + NATSVersion() + " embedded in the engine (file storage), the bench connects over TCP"
+		}
+	}
+	sweep := ""
+	if cfg.Sweep != nil {
+		vals := make([]string, len(cfg.Sweep.Values))
+		for i, v := range cfg.Sweep.Values {
+			vals[i] = FormatCount(v)
+		}
+		sweep = cfg.Sweep.Dim + "=" + strings.Join(vals, ",")
+	}
+	policy := "the engine's default (3 marketing offers a day, 5 a week per customer, one offer per event)"
+	if cfg.Engine.Policy == "none" {
+		policy = "no contact caps (one offer per event)"
+	}
+	cmd := "kairos bench"
+	if len(cfg.Args) > 0 {
+		cmd += " " + strings.Join(cfg.Args, " ")
+	}
+	return &Report{
+		Tool:    "kairos bench",
+		Version: cfg.Version,
+		Command: cmd,
+		Started: time.Now(),
+		Machine: MachineFacts(),
+		Setup: Setup{
+			Mode: mode, UsageScope: scope, NATS: nats, Latency: latencyDefinition,
+			Customers: cfg.Customers, Skew: cfg.Skew, ZipfV: cfg.ZipfV,
+			TopShare: g.Share(1), Top1Share: g.Share(max(1, cfg.Customers/100)),
+			Mix: FormatMix(cfg.Mix), Profiles: profiles, Rules: cfg.Rules, Seed: cfg.Seed, Policy: policy,
+			Rate: cfg.Rate, Max: cfg.Max, SLO: cfg.SLO, Duration: cfg.Duration, Warmup: cfg.Warmup,
+			Baseline: cfg.Baseline, Sweep: sweep, InFlight: cfg.InFlight, WaitIdle: cfg.WaitIdle,
+		},
+	}
+}
+
+// external is an engine the bench did not start.
+type external struct{ url, stateDir, metrics string }
+
+func (e *external) NATSURL() string                { return e.url }
+func (e *external) Usage() (Usage, bool)           { return Usage{}, false }
+func (e *external) StateDir() string               { return e.stateDir }
+func (e *external) MetricsURL() string             { return e.metrics }
+func (e *external) Stop(ctx context.Context) error { return nil }
+
+// pointRun is the state of one point while it runs.
+type pointRun struct {
+	cfg    *Config
+	spec   pointSpec
+	target Target
+	js     jetstream.JetStream
+	nc     *nats.Conn
+	dir    string
+	// baselineTarget is the baseline's process while it runs, nil when the
+	// baseline runs in the bench's process.
+	baselineTarget Target
+}
+
+func runPoint(ctx context.Context, cfg *Config, spec pointSpec, dir string, baselines map[string]*Point) (pt *Point, err error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, err
+	}
+	pt = &Point{Label: spec.label, Customers: spec.customers, Rules: spec.rules, Best: -1, BaselineBest: -1}
+	p := &pointRun{cfg: cfg, spec: spec, dir: dir}
+	progress(cfg, "== %s", spec.label)
+
+	// The engine.
+	var ns *server.Server
+	if cfg.Launcher != nil {
+		types := make([]string, len(cfg.Mix))
+		for i, m := range cfg.Mix {
+			types[i] = m.Type
+		}
+		rulesDir := filepath.Join(dir, "rules")
+		if err := WriteRules(rulesDir, RuleSpec{Rules: spec.rules, Types: types, Seed: cfg.Seed}); err != nil {
+			return nil, err
+		}
+		natsURL := ""
+		if !cfg.Launcher.EmbedsNATS() {
+			ns, err = startNATS(filepath.Join(dir, "nats"))
+			if err != nil {
+				return nil, err
+			}
+			defer func() {
+				ns.Shutdown()
+				ns.WaitForShutdown()
+			}()
+			natsURL = ns.ClientURL()
+		}
+		httpAddr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		ls := LaunchSpec{Dir: dir, ConfigFile: filepath.Join(dir, "kairos.yaml"), DataDir: filepath.Join(dir, "data"), NATSURL: natsURL, HTTPAddr: httpAddr}
+		if err := writeEngineConfig(ls.ConfigFile, cfg.Engine, rulesDir, ls.DataDir, natsURL, httpAddr); err != nil {
+			return nil, err
+		}
+		progress(cfg, "starting the engine (%s, %d rules)", cfg.Launcher.Mode(), spec.rules)
+		t0 := time.Now()
+		p.target, err = cfg.Launcher.Launch(ctx, ls)
+		if err != nil {
+			return nil, err
+		}
+		pt.ReadySeconds = time.Since(t0).Seconds()
+		if u, ok := p.target.Usage(); ok {
+			pt.ReadyRSSBytes = u.RSSBytes
+		}
+	} else {
+		p.target = &external{url: cfg.NATSURL, stateDir: cfg.StateDir, metrics: cfg.MetricsURL}
+	}
+	stopped := false
+	stop := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		if u, ok := p.target.Usage(); ok {
+			pt.PeakRSSBytes = u.PeakRSSBytes
+		}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
+		return p.target.Stop(sctx)
+	}
+	defer func() {
+		if serr := stop(); serr != nil && err == nil {
+			err = serr
+		}
+	}()
+
+	nc, err := nats.Connect(p.target.NATSURL(), nats.Name("kairos-bench"), nats.MaxReconnects(-1))
+	if err != nil {
+		return pt, fmt.Errorf("connect to %s: %w", p.target.NATSURL(), err)
+	}
+	defer nc.Close()
+	p.nc = nc
+	p.js, err = jetstream.New(nc)
+	if err != nil {
+		return pt, err
+	}
+	eng, err := p.engineSubjects(ctx)
+	if err != nil {
+		return pt, err
+	}
+	runID := strconv.FormatUint(cfg.Seed, 36) + "x" + strconv.FormatInt(time.Now().UnixNano()/1e6, 36)
+	w := Workload{Customers: spec.customers, Skew: cfg.Skew, ZipfV: cfg.ZipfV, Seed: cfg.Seed, RunID: runID, Mix: cfg.Mix}
+	d, err := newDriver(nc, eng, w, cfg.InFlight)
+	if err != nil {
+		return pt, err
+	}
+	if err := d.startOffers(ctx); err != nil {
+		return pt, err
+	}
+	defer d.stop()
+
+	// Profiles.
+	if n := cfg.Profiles; n >= 0 {
+		if n == 0 || n > spec.customers {
+			n = spec.customers
+		}
+		progress(cfg, "pre-loading %d profiles", n)
+		t0 := time.Now()
+		if err := d.preload(ctx, n, t0); err != nil {
+			return pt, fmt.Errorf("pre-load profiles: %w", err)
+		}
+		if _, err := p.waitDrained(ctx, d); err != nil {
+			return pt, fmt.Errorf("pre-load profiles: %w", err)
+		}
+		secs := time.Since(t0).Seconds()
+		pt.ProfileLoad = &ProfileLoad{Count: n, Seconds: secs, PerSecond: float64(n) / secs}
+		progress(cfg, "profiles: %d in %.1fs (%.0f/s)", n, secs, float64(n)/secs)
+	}
+
+	// The transport limit, while the engine idles.
+	if cfg.Baseline {
+		key := fmt.Sprint(spec.customers, spec.rates)
+		if prev, ok := baselines[key]; ok {
+			pt.BaselineRuns, pt.BaselineBest = prev.BaselineRuns, prev.BaselineBest
+		} else {
+			if err := p.baseline(ctx, pt, w); err != nil {
+				return pt, fmt.Errorf("baseline: %w", err)
+			}
+			baselines[key] = pt
+		}
+	}
+
+	// The engine.
+	if spec.rates == nil {
+		pt.Runs, pt.Best, err = p.search(ctx, d, "engine")
+	} else {
+		for _, rate := range spec.rates {
+			var r RunResult
+			r, err = p.run(ctx, d, "engine", rate)
+			pt.Runs = append(pt.Runs, r)
+			if err != nil {
+				break
+			}
+		}
+		pt.Best = bestRun(pt.Runs)
+	}
+	pt.Ratio = ratio(pt, cfg.Max)
+	if err != nil {
+		return pt, err
+	}
+
+	if err := stop(); err != nil {
+		return pt, err
+	}
+	pt.Events = int64(d.gen.Seq())
+	if pt.ProfileLoad != nil {
+		pt.Events += int64(pt.ProfileLoad.Count)
+	}
+	if sd := p.target.StateDir(); sd != "" {
+		if n, err := DiskUsage(sd); err == nil {
+			pt.DiskBytes = n
+			pt.CustomersWithState = d.customersSeen()
+			if pt.CustomersWithState > 0 {
+				pt.DiskPerCustomer = float64(n) / float64(pt.CustomersWithState)
+			}
+		}
+	}
+	return pt, nil
+}
+
+// engineSubjects finds the engine's streams by the subjects they hold.
+func (p *pointRun) engineSubjects(ctx context.Context) (subjects, error) {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	pre := p.cfg.Prefix
+	ev, err := p.js.StreamNameBySubject(cctx, pre+".events.login.C0")
+	if err != nil {
+		return subjects{}, fmt.Errorf("no stream holds %s.events.>: %w", pre, err)
+	}
+	of, err := p.js.StreamNameBySubject(cctx, pre+".offers.sms.C0")
+	if err != nil {
+		return subjects{}, fmt.Errorf("no stream holds %s.offers.>: %w", pre, err)
+	}
+	if _, err := p.js.Consumer(cctx, ev, p.cfg.Durable); err != nil {
+		return subjects{}, fmt.Errorf("the engine's consumer %s on %s: %w", p.cfg.Durable, ev, err)
+	}
+	return subjects{prefix: pre, eventsStream: ev, offersStream: of, durable: p.cfg.Durable, offersSubject: pre + ".offers.>"}, nil
+}
+
+// baseline runs the transport limit: the same traffic through Baseline.
+func (p *pointRun) baseline(ctx context.Context, pt *Point, w Workload) (err error) {
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		deleteBaselineStreams(dctx, p.js)
+	}()
+	// Where the engine runs as its own process, so does the baseline.
+	if br, ok := p.cfg.Launcher.(BaselineRunner); ok {
+		progress(p.cfg, "starting the baseline consumer (child process)")
+		t, err := br.StartBaseline(ctx, p.target.NATSURL(), filepath.Join(p.dir, "baseline"))
+		if err != nil {
+			return err
+		}
+		p.baselineTarget = t
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if serr := t.Stop(sctx); serr != nil && err == nil {
+				err = serr
+			}
+			p.baselineTarget = nil
+		}()
+		if err := waitConsumer(ctx, p.js, baselineEvents, baselineDurable); err != nil {
+			return fmt.Errorf("baseline consumer: %w", err)
+		}
+	} else {
+		// The baseline consumer has a connection of its own, as the engine does.
+		bnc, err := nats.Connect(p.target.NATSURL(), nats.Name("kairos-bench-baseline"))
+		if err != nil {
+			return err
+		}
+		defer bnc.Close()
+		bl, err := StartBaseline(ctx, bnc, BaselineOptions{Logger: p.cfg.Logger})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if serr := bl.Stop(); serr != nil && err == nil {
+				err = serr
+			}
+		}()
+	}
+	w.RunID += "b"
+	bd, err := newDriver(p.nc, baselineSubjects, w, p.cfg.InFlight)
+	if err != nil {
+		return err
+	}
+	if err := bd.startOffers(ctx); err != nil {
+		return err
+	}
+	defer bd.stop()
+	if p.spec.rates == nil {
+		pt.BaselineRuns, pt.BaselineBest, err = p.search(ctx, bd, "baseline")
+	} else {
+		for _, rate := range p.spec.rates {
+			var r RunResult
+			r, err = p.run(ctx, bd, "baseline", rate)
+			pt.BaselineRuns = append(pt.BaselineRuns, r)
+			if err != nil {
+				break
+			}
+		}
+		pt.BaselineBest = bestRun(pt.BaselineRuns)
+	}
+	return err
+}
+
+// waitConsumer waits until a consumer exists (the baseline process made it).
+func waitConsumer(ctx context.Context, js jetstream.JetStream, stream, durable string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, err := js.Consumer(ctx, stream, durable); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// bestRun is the index of the highest-rate run within the SLO, -1 if none.
+func bestRun(runs []RunResult) int {
+	best := -1
+	for i, r := range runs {
+		if r.WithinSLO && (best < 0 || r.TargetRate > runs[best].TargetRate) {
+			best = i
+		}
+	}
+	return best
+}
+
+// search finds the highest rate whose run stays within the SLO: it doubles
+// the rate from MaxStart until a run fails, then bisects between the best
+// passing and the lowest failing rate until they are within MaxPrecision.
+func (p *pointRun) search(ctx context.Context, d *driver, side string) ([]RunResult, int, error) {
+	cfg := p.cfg
+	rate, good, bad := cfg.MaxStart, 0, 0
+	var runs []RunResult
+	for step := 0; step < cfg.MaxSteps; step++ {
+		r, err := p.run(ctx, d, side, rate)
+		runs = append(runs, r)
+		if err != nil {
+			return runs, bestRun(runs), err
+		}
+		if r.WithinSLO {
+			good = max(good, rate)
+		} else if bad == 0 || rate < bad {
+			bad = rate
+		}
+		if r.Verdict == verdictNotDrained {
+			break // the next run would start on a backlog
+		}
+		switch {
+		case bad == 0:
+			rate *= 2
+		case good == 0:
+			rate /= 2
+		default:
+			if float64(bad-good) <= cfg.MaxPrecision*float64(good) {
+				return runs, bestRun(runs), nil
+			}
+			rate = (good + bad) / 2
+		}
+		rate = roundRate(rate)
+		if rate < 100 || rate == good || rate == bad {
+			break
+		}
+	}
+	return runs, bestRun(runs), nil
+}
+
+// roundRate rounds to two significant digits, for readable steps.
+func roundRate(r int) int {
+	if r < 100 {
+		return r
+	}
+	p := int(math.Pow(10, math.Floor(math.Log10(float64(r)))-1))
+	return (r + p/2) / p * p
+}
+
+const (
+	verdictOK         = "ok"
+	verdictNotDrained = "not drained"
+)
+
+// defaultQuietCPUs is how few CPUs the rest of the machine may use in a
+// second for that second to count as quiet, without --wait-idle.
+const defaultQuietCPUs = 0.25
+
+// run sends traffic at rate to one side for the warm-up and the measured
+// time, then waits until everything sent was processed and its offers
+// received.
+func (p *pointRun) run(ctx context.Context, d *driver, side string, rate int) (RunResult, error) {
+	cfg := p.cfg
+	r := RunResult{Side: side, TargetRate: rate}
+	if cfg.WaitIdle > 0 {
+		waited, quiet := p.waitIdle(ctx, side)
+		r.WaitedIdleSec = waited.Seconds()
+		if !quiet {
+			r.Disturbed = true
+		}
+	}
+	rec := NewRecorder()
+	warm := NewRecorder()
+	start := time.Now().Add(10 * time.Millisecond)
+	warmEnd := start.Add(cfg.Warmup)
+	end := warmEnd.Add(cfg.Duration)
+
+	// A sampler reads the consumer's lag and prints progress every second.
+	var (
+		mu        sync.Mutex
+		ticks     []Tick
+		lagMax    int64
+		measuring atomic.Bool
+		cur       atomic.Pointer[Recorder]
+		quiet     = NewRecorder()
+		quietSecs atomic.Int64
+	)
+	quietCPUs := cfg.WaitIdle
+	if quietCPUs <= 0 {
+		quietCPUs = defaultQuietCPUs
+	}
+	cur.Store(warm)
+	sctx, stopSampler := context.WithCancel(ctx)
+	samplerDone := make(chan struct{})
+	go func() {
+		defer close(samplerDone)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		last := time.Now()
+		lastSeq, lastOffers := d.pubSeq.Load(), d.offers.Load()
+		ours := func() float64 { // CPU seconds of the bench and the measured process
+			b, _ := ProcUsage(0)
+			c := b.CPUSeconds
+			if u, ok := p.usage(side); ok && (side != "engine" || p.cfg.Launcher == nil || p.cfg.Launcher.Mode() != "in-process") {
+				c += u.CPUSeconds
+			}
+			return c
+		}
+		lastOurs := ours()
+		lastBusy, _ := machineBusy()
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case now := <-t.C:
+				lag, _, _ := lagOf(sctx, p.js, d.sub.eventsStream, d.sub.durable)
+				el := now.Sub(last).Seconds()
+				seq, offers := d.pubSeq.Load(), d.offers.Load()
+				var other float64
+				busyOK := false
+				if busy, ok := machineBusy(); ok {
+					o := ours()
+					other = max(0, busy-lastBusy-(o-lastOurs)) / el
+					lastBusy, lastOurs, busyOK = busy, o, true
+				}
+				// A second in which the rest of the machine was quiet also
+				// goes to the quiet histogram.
+				var into *Recorder
+				if measuring.Load() && busyOK && other < quietCPUs {
+					into = quiet
+					quietSecs.Add(1)
+				}
+				iv := cur.Load().Interval(into)
+				tk := Tick{T: math.Round(now.Sub(warmEnd).Seconds()*10) / 10, SentPerS: float64(seq-lastSeq) / el, OffersPer: float64(offers-lastOffers) / el, Lag: lag, P50: iv.P50, P99: iv.P99}
+				tk.Other = math.Round(other*100) / 100
+				last, lastSeq, lastOffers = now, seq, offers
+				mu.Lock()
+				ticks = append(ticks, tk)
+				if measuring.Load() {
+					lagMax = max(lagMax, lag)
+				}
+				mu.Unlock()
+				phase := "warm-up"
+				if measuring.Load() {
+					phase = "measure"
+				} else if now.After(end) {
+					phase = "drain"
+				}
+				progress(cfg, "%s %d/s %-7s t=%5.0fs sent %6.0f/s offers %6.0f/s lag %7d p50 %s p99 %s ms (other processes: %.1f CPUs)",
+					side, rate, phase, tk.T, tk.SentPerS, tk.OffersPer, lag, ms(iv.P50), ms(iv.P99), tk.Other)
+			}
+		}
+	}()
+	defer func() {
+		stopSampler()
+		<-samplerDone
+	}()
+
+	d.measure(0, 0, warm)
+	if cfg.Warmup > 0 {
+		if _, err := d.publish(ctx, float64(rate), start, warmEnd); err != nil {
+			return r, err
+		}
+	}
+	lo := d.gen.Seq() + 1
+	pubErr0, other0, meas0 := d.pubErrors.Load(), d.other.Load(), d.measured.Load()
+	d.measure(lo, 0, rec)
+	cur.Store(rec)
+	measuring.Store(true)
+	// The figures at the start of the measured time are read beside the
+	// publisher, which must not pause for them.
+	type snapshot struct {
+		ackFloor uint64
+		err      error
+		u, b     Usage
+		uok      bool
+		m        metricsSnapshot
+		busy     float64
+	}
+	first := make(chan snapshot, 1)
+	go func() {
+		var s snapshot
+		_, s.ackFloor, s.err = lagOf(ctx, p.js, d.sub.eventsStream, d.sub.durable)
+		s.u, s.uok = p.usage(side)
+		s.b, _ = ProcUsage(0)
+		s.busy, _ = machineBusy()
+		s.m = p.scrape(ctx, side)
+		first <- s
+	}()
+	stopProfile := p.startProfile(side)
+	hi, err := d.publish(ctx, float64(rate), warmEnd, end)
+	t1 := time.Now()
+	measuring.Store(false)
+	lagEnd, af1, lerr := lagOf(ctx, p.js, d.sub.eventsStream, d.sub.durable)
+	u1, _ := p.usage(side)
+	b1, _ := ProcUsage(0)
+	busy1, busyOK := machineBusy()
+	stopProfile()
+	d.measure(lo, hi, rec)
+	s0 := <-first
+	if err != nil {
+		return r, err
+	}
+	if err := errors.Join(s0.err, lerr); err != nil {
+		return r, fmt.Errorf("consumer info: %w", err)
+	}
+	af0, u0, uok, b0, m0 := s0.ackFloor, s0.u, s0.uok, s0.b, s0.m
+	secs := t1.Sub(warmEnd).Seconds()
+	r.Seconds = secs
+	r.Sent = int64(hi - lo)
+	r.SentPerSec = float64(r.Sent) / secs
+	r.ProcessedPerSec = float64(af1-min(af0, af1)) / secs
+	r.LagEnd = lagEnd
+	if uok {
+		r.CPUSeconds = u1.CPUSeconds - u0.CPUSeconds
+		if n := af1 - min(af0, af1); n > 0 {
+			r.CPUMicrosPerEvent = r.CPUSeconds / float64(n) * 1e6
+		}
+		r.PeakRSSBytes = u1.PeakRSSBytes
+	}
+	r.BenchCPUSeconds = b1.CPUSeconds - b0.CPUSeconds
+	if busyOK && s0.busy > 0 {
+		// In-process, the engine's usage is the bench process's own.
+		ours := r.BenchCPUSeconds
+		if p.cfg.Launcher != nil && p.cfg.Launcher.Mode() != "in-process" || side != "engine" {
+			ours += r.CPUSeconds
+		}
+		r.OtherCPUSeconds = max(0, busy1-s0.busy-ours)
+	}
+
+	// Everything sent must be processed and its offers received.
+	wctx, cancel := context.WithTimeout(ctx, cfg.DrainTimeout)
+	defer cancel()
+	if err := d.waitPublished(wctx); err != nil {
+		r.Verdict = verdictNotDrained
+	}
+	drained := false
+	if r.Verdict == "" {
+		drainStart := time.Now()
+		drained, err = p.waitDrained(wctx, d)
+		if err != nil && ctx.Err() != nil {
+			return r, ctx.Err()
+		}
+		r.DrainSec = time.Since(drainStart).Seconds()
+		if drained {
+			p.waitOffers(wctx, d)
+		}
+	}
+	r.Engine = engineStats(m0, p.scrape(ctx, side))
+	r.Latency = rec.Total()
+	stopSampler()
+	<-samplerDone
+	r.QuietSeconds = int(quietSecs.Load())
+	if r.QuietSeconds > 0 {
+		r.QuietLatency = quiet.Total()
+	}
+	r.Offers = d.measured.Load() - meas0
+	r.OffersPerSec = float64(r.Offers) / secs
+	r.PublishErrors = d.pubErrors.Load() - pubErr0
+	r.Unmatched = d.other.Load() - other0
+	mu.Lock()
+	r.Timeline = ticks
+	r.LagMax = max(lagMax, lagEnd)
+	mu.Unlock()
+
+	behindPub := r.SentPerSec < 0.95*float64(rate)
+	behindEng := r.ProcessedPerSec < 0.95*r.SentPerSec || lagEnd > int64(max(rate, 100))
+	r.Sustained = drained && !behindPub && !behindEng && r.PublishErrors == 0
+	r.WithinSLO = r.Sustained && r.Latency.Count > 0 && r.Latency.P99 <= float64(cfg.SLO)/float64(time.Millisecond)
+	switch {
+	case !drained:
+		r.Verdict = verdictNotDrained
+	case r.PublishErrors > 0:
+		r.Verdict = fmt.Sprintf("%d publish errors (%v)", r.PublishErrors, d.lastErr.Load())
+	case behindPub:
+		r.Verdict = "publisher behind"
+	case behindEng:
+		r.Verdict = fmt.Sprintf("%s behind (lag %d)", side, lagEnd)
+	case r.Latency.Count == 0:
+		r.Verdict = "no offers"
+	case !r.WithinSLO:
+		r.Verdict = "p99 over SLO"
+	default:
+		r.Verdict = verdictOK
+	}
+	progress(cfg, "%s %d/s: sent %.0f/s processed %.0f/s offers %.0f/s p50 %s p99 %s p99.9 %s max %s ms lag max %d — %s",
+		side, rate, r.SentPerSec, r.ProcessedPerSec, r.OffersPerSec, ms(r.Latency.P50), ms(r.Latency.P99), ms(r.Latency.P999), ms(r.Latency.Max), r.LagMax, r.Verdict)
+	return r, nil
+}
+
+// waitIdle waits until the rest of the machine has used less than
+// cfg.WaitIdle CPUs for five seconds in a row, at most ten minutes. It
+// reports how long it waited and whether the machine became quiet.
+func (p *pointRun) waitIdle(ctx context.Context, side string) (time.Duration, bool) {
+	const window, limit = 5, 10 * time.Minute
+	start := time.Now()
+	ours := func() float64 {
+		b, _ := ProcUsage(0)
+		c := b.CPUSeconds
+		if u, ok := p.usage(side); ok && (side != "engine" || p.cfg.Launcher == nil || p.cfg.Launcher.Mode() != "in-process") {
+			c += u.CPUSeconds
+		}
+		return c
+	}
+	busy0, ok := machineBusy()
+	if !ok {
+		return 0, true
+	}
+	o0, quiet, said := ours(), 0, false
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	last := time.Now()
+	for quiet < window {
+		select {
+		case <-ctx.Done():
+			return time.Since(start), false
+		case now := <-t.C:
+			busy1, _ := machineBusy()
+			o1 := ours()
+			other := (busy1 - busy0 - (o1 - o0)) / now.Sub(last).Seconds()
+			busy0, o0, last = busy1, o1, now
+			if other < p.cfg.WaitIdle {
+				quiet++
+				continue
+			}
+			quiet = 0
+			if !said {
+				progress(p.cfg, "waiting for the machine: other processes use %.1f CPUs (--wait-idle %.2f)", other, p.cfg.WaitIdle)
+				said = true
+			}
+			if time.Since(start) > limit {
+				progress(p.cfg, "the machine did not become idle in %v; running anyway", limit)
+				return time.Since(start), false
+			}
+		}
+	}
+	return time.Since(start), true
+}
+
+// scrape reads the engine's metrics for engine runs, nil when it cannot.
+func (p *pointRun) scrape(ctx context.Context, side string) metricsSnapshot {
+	url := p.target.MetricsURL()
+	if side != "engine" || url == "" {
+		return nil
+	}
+	m, err := scrapeMetrics(ctx, url)
+	if err != nil {
+		return nil
+	}
+	return m
+}
+
+// usage is the engine's usage for engine runs; baseline runs measure only
+// the bench process.
+func (p *pointRun) usage(side string) (Usage, bool) {
+	if side != "engine" {
+		if p.baselineTarget != nil {
+			return p.baselineTarget.Usage()
+		}
+		return Usage{}, false
+	}
+	return p.target.Usage()
+}
+
+// startProfile starts the CPU profile at the first engine run's measured
+// phase, in-process mode only; the returned func stops it.
+func (p *pointRun) startProfile(side string) func() {
+	if p.cfg.CPUProfile == "" || side != "engine" || p.cfg.profiled.Swap(true) {
+		return func() {}
+	}
+	f, err := os.Create(p.cfg.CPUProfile)
+	if err != nil {
+		progress(p.cfg, "cpuprofile: %v", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		progress(p.cfg, "cpuprofile: %v", err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
+}
+
+// waitDrained waits until the side's consumer has nothing pending or
+// unacknowledged. It reports false when ctx ends first (and ctx's error
+// only for the parent's cancellation).
+func (p *pointRun) waitDrained(ctx context.Context, d *driver) (bool, error) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		lag, _, err := lagOf(ctx, p.js, d.sub.eventsStream, d.sub.durable)
+		if err == nil && lag == 0 {
+			return true, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// waitOffers waits until the offers consumer has received the last
+// message of the offers stream (at most 30 s).
+func (p *pointRun) waitOffers(ctx context.Context, d *driver) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	s, err := p.js.Stream(ctx, d.sub.offersStream)
+	if err != nil {
+		return
+	}
+	last := s.CachedInfo().State.LastSeq
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for d.lastOff.Load() < last {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// ratio compares the engine with the baseline of the same point.
+//
+// Latency is compared at one target rate both sides ran at: the highest
+// at which both kept within the SLO, else the highest at which both
+// sustained the rate, else the lowest (at overload, latency measures the
+// backlog, not the system). Throughput is, without --max, the ratio of
+// processed events/s at the compared rate; with --max, the ratio of the
+// highest rates within the SLO, 0 when the engine had none and undefined
+// (0, said in Basis) when the baseline had none.
+func ratio(pt *Point, maxMode bool) *Ratio {
+	if len(pt.BaselineRuns) == 0 || len(pt.Runs) == 0 {
+		return nil
+	}
+	byRate := map[int]RunResult{}
+	for _, b := range pt.BaselineRuns {
+		if b.Latency.Count > 0 {
+			byRate[b.TargetRate] = b
+		}
+	}
+	type pair struct{ e, b RunResult }
+	var common []pair
+	for _, e := range pt.Runs {
+		if b, ok := byRate[e.TargetRate]; ok && e.Latency.Count > 0 {
+			common = append(common, pair{e, b})
+		}
+	}
+	pick := func(keep func(pair) bool) (pair, bool) {
+		var best pair
+		found := false
+		for _, c := range common {
+			if keep(c) && (!found || c.e.TargetRate > best.e.TargetRate) {
+				best, found = c, true
+			}
+		}
+		return best, found
+	}
+	c, ok := pick(func(c pair) bool { return c.e.WithinSLO && c.b.WithinSLO })
+	if !ok {
+		c, ok = pick(func(c pair) bool { return c.e.Sustained && c.b.Sustained })
+	}
+	if !ok && len(common) > 0 {
+		c, ok = common[0], true
+		for _, x := range common {
+			if x.e.TargetRate < c.e.TargetRate {
+				c = x
+			}
+		}
+	}
+	r := &Ratio{Basis: "processed events/s at the compared rate"}
+	if ok {
+		r.AtRate = c.e.TargetRate
+		r.P50 = c.e.Latency.P50 / c.b.Latency.P50
+		r.P99 = c.e.Latency.P99 / c.b.Latency.P99
+		if c.b.ProcessedPerSec > 0 {
+			r.Throughput = c.e.ProcessedPerSec / c.b.ProcessedPerSec
+		}
+	}
+	if maxMode {
+		// The transport limit is the baseline's highest rate within the
+		// SLO; without one there is nothing to compare with.
+		r.Throughput = 0
+		switch {
+		case pt.BaselineBest < 0:
+			r.Basis = "none: the baseline kept no rate within the SLO"
+		case pt.Best < 0:
+			r.Basis = "highest rates within the SLO (the engine had none)"
+		default:
+			r.Throughput = float64(pt.Runs[pt.Best].TargetRate) / float64(pt.BaselineRuns[pt.BaselineBest].TargetRate)
+			r.Basis = "highest rates within the SLO"
+		}
+	}
+	return r
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func progress(cfg *Config, format string, args ...any) {
+	if cfg.Progress == nil {
+		return
+	}
+	fmt.Fprintf(cfg.Progress, time.Now().Format("15:04:05 ")+format+"\n", args...)
+}
