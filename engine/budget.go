@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -21,36 +22,60 @@ func budgetDayName(rule, day string) string {
 	return budgetPrefix + rule + "/day/" + day
 }
 
-// loadBudgets reads what the budgeted rules have spent.
-func (e *Engine) loadBudgets() error {
+// loadBudgets reads what the budgeted rules have spent: from the state's
+// counters, or in cluster mode from the changelog's, which the instances
+// share.
+func (e *Engine) loadBudgets(ctx context.Context) error {
 	n := len(e.rs.Rules())
 	e.budgets = budgets{total: make([]int64, n), daily: make([]int64, n), day: e.now().In(e.pol.loc).Format("20060102")}
 	e.sharedReserved = make([]int64, n)
-	counters, err := e.store.Counters(budgetPrefix)
-	if err != nil {
-		return fmt.Errorf("read budgets: %w", err)
+	var counters map[string]int64
+	if e.sc != nil {
+		cs, err := e.sc.cl.Counters(ctx, budgetPrefix)
+		if err != nil {
+			return fmt.Errorf("read budgets: %w", err)
+		}
+		counters = make(map[string]int64, len(cs))
+		for name, c := range cs {
+			counters[name] = c.Value
+			e.sc.counters[name] = c.Seq
+		}
+	} else {
+		var err error
+		if counters, err = e.store.Counters(budgetPrefix); err != nil {
+			return fmt.Errorf("read budgets: %w", err)
+		}
 	}
 	for name, v := range counters {
-		rest := strings.TrimPrefix(name, budgetPrefix)
-		i := strings.LastIndex(rest, "/total")
-		if i > 0 && i == len(rest)-len("/total") {
-			if r := e.ruleByID[rest[:i]]; r != nil {
-				e.budgets.total[r.Index] = v
-			}
-			continue
-		}
-		rule, day, ok := strings.Cut(rest, "/day/")
-		if !ok {
-			continue
-		}
-		if r := e.ruleByID[rule]; r != nil && day == e.budgets.day {
-			e.budgets.daily[r.Index] = v
-		} else if day != e.budgets.day {
+		if !e.setBudgetCounter(name, v) && e.sc == nil {
 			e.budgets.stale = append(e.budgets.stale, name)
 		}
 	}
 	e.budgetGauges()
 	return nil
+}
+
+// setBudgetCounter puts a budget counter's value into e.budgets. It
+// reports false for the counter of a day other than the budgets' day.
+func (e *Engine) setBudgetCounter(name string, v int64) bool {
+	rest := strings.TrimPrefix(name, budgetPrefix)
+	if i := strings.LastIndex(rest, "/total"); i > 0 && i == len(rest)-len("/total") {
+		if r := e.ruleByID[rest[:i]]; r != nil {
+			e.budgets.total[r.Index] = v
+		}
+		return true
+	}
+	rule, day, ok := strings.Cut(rest, "/day/")
+	if !ok {
+		return true
+	}
+	if day != e.budgets.day {
+		return false
+	}
+	if r := e.ruleByID[rule]; r != nil {
+		e.budgets.daily[r.Index] = v
+	}
+	return true
 }
 
 // rollBudgetDay starts a new day's budgets when the policy's date changes.

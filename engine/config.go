@@ -39,6 +39,35 @@ type Config struct {
 	Connectors []ConnectorConfig `yaml:"connectors"`
 	// Batch configures batch events (docs/batch.md).
 	Batch BatchConfig `yaml:"batch"`
+	// Cluster runs several instances as one engine (docs/scaling.md).
+	Cluster ClusterConfig `yaml:"cluster"`
+}
+
+// ClusterConfig runs several kairos run instances on one NATS JetStream
+// (cluster) as one engine: customers are partitioned, each partition is
+// owned by one live instance at a time, and its state moves with it
+// through a changelog stream (docs/scaling.md).
+type ClusterConfig struct {
+	// Enabled turns scale-out on; off (the default) is single-instance
+	// mode, which has none of its costs.
+	Enabled bool `yaml:"enabled"`
+	// Instance names this instance, unique among the live ones; the
+	// default is the host name and a random suffix.
+	Instance string `yaml:"instance"`
+	// Partitions is the number of customer partitions, fixed for the life
+	// of the streams.
+	Partitions int `yaml:"partitions"`
+	// LeaseTTL is how long an instance's leases outlive it: the failover
+	// time after a crash.
+	LeaseTTL string `yaml:"lease_ttl"`
+	// Bucket is the JetStream key-value bucket of members and leases.
+	Bucket string `yaml:"bucket"`
+	// Changelog is the stream of the partitions' state.
+	Changelog string `yaml:"changelog"`
+	// Advertise is the HTTP address other instances and operators reach
+	// this one at (for kairos explain of a customer it owns); default
+	// http.listen.
+	Advertise string `yaml:"advertise"`
 }
 
 // PolicyConfig is the contact policy (docs/policy.md).
@@ -314,6 +343,12 @@ func (c *Config) Defaults() {
 		c.Batch.ConsumeRate = 2000
 	}
 	def(&c.Batch.SeenTTL, "400d")
+	if c.Cluster.Partitions == 0 {
+		c.Cluster.Partitions = 32
+	}
+	def(&c.Cluster.LeaseTTL, "6s")
+	def(&c.Cluster.Bucket, "KAIROS_CLUSTER")
+	def(&c.Cluster.Changelog, "KAIROS_CHANGELOG")
 	def(&c.Batch.CheckInterval, "10s")
 	def(&c.Policy.Timezone, "Asia/Shanghai")
 	if c.Policy.Caps == nil {
@@ -512,6 +547,7 @@ func (c *Config) Validate() error {
 	p = append(p, c.Policy.validate()...)
 	p = append(p, validateConnectors(c.Connectors)...)
 	p = append(p, c.validateBatch()...)
+	p = append(p, c.validateCluster()...)
 	if len(p) > 0 {
 		return &ConfigError{Problems: p}
 	}
@@ -618,6 +654,37 @@ func (c *Config) validateBatch() []string {
 			if j.DaysAhead < -batchgen.MaxDaysAhead || j.DaysAhead > batchgen.MaxDaysAhead {
 				bad = append(bad, fmt.Sprintf("%s.days_ahead: must be within ±%d", f, batchgen.MaxDaysAhead))
 			}
+		}
+	}
+	return bad
+}
+
+func (c *Config) validateCluster() []string {
+	cl := c.Cluster
+	if !cl.Enabled {
+		return nil
+	}
+	var bad []string
+	if c.NATS.URL == "" {
+		bad = append(bad, "cluster.enabled: needs nats.url, the NATS server or cluster the instances share (the embedded server serves one instance)")
+	}
+	if cl.Partitions < 1 || cl.Partitions > 1024 {
+		bad = append(bad, fmt.Sprintf("cluster.partitions: %d must be 1 to 1024", cl.Partitions))
+	}
+	if d, err := rules.ParseDuration(cl.LeaseTTL); err != nil || d < time.Second {
+		bad = append(bad, fmt.Sprintf("cluster.lease_ttl: %q must be a duration of at least 1s", cl.LeaseTTL))
+	}
+	if cl.Instance != "" && !streamNameRe.MatchString(cl.Instance) {
+		bad = append(bad, fmt.Sprintf("cluster.instance: %q must match [A-Za-z0-9_-]+", cl.Instance))
+	}
+	for _, f := range []struct{ field, v string }{{"cluster.bucket", cl.Bucket}, {"cluster.changelog", cl.Changelog}} {
+		if !streamNameRe.MatchString(f.v) {
+			bad = append(bad, fmt.Sprintf("%s: %q must match [A-Za-z0-9_-]+", f.field, f.v))
+		}
+	}
+	if cl.Advertise != "" {
+		if _, _, err := net.SplitHostPort(cl.Advertise); err != nil {
+			bad = append(bad, fmt.Sprintf("cluster.advertise: %v", err))
 		}
 	}
 	return bad

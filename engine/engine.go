@@ -66,7 +66,13 @@ type Engine struct {
 	pub   *connectors.Publisher
 
 	// rt and bt are the real-time events and the batch events streams.
-	rt, bt          *source
+	// In cluster mode they only hold the channels the partitions' sources
+	// share.
+	rt, bt *source
+	// srcs are the sources the batch in hand moves.
+	srcs []*source
+	// sc is cluster mode; nil in single-instance mode.
+	sc              *scaleOut
 	appliedPub      atomic.Uint64 // rt.applied, for other goroutines
 	appliedBatchPub atomic.Uint64 // bt.applied, for other goroutines
 
@@ -286,6 +292,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		Shards:           workers,
 		MaxSeriesEntries: e.cfg.State.MaxSeriesEntries,
 		SyncWrites:       e.cfg.State.SyncWrites,
+		Replicate:        e.cfg.Cluster.Enabled,
 		Logger:           e.log.With("component", "state"),
 		Metrics:          state.NewMetrics(e.reg),
 	})
@@ -333,9 +340,15 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	e.rt = &source{name: e.cfg.Streams.Events.Name, prefix: e.sub.eventsPrefix, durable: e.cfg.Consumer.Durable}
-	e.bt = &source{name: e.cfg.Streams.Batch.Name, prefix: e.sub.batchPrefix, durable: e.cfg.Consumer.BatchDurable, batch: true}
-	if err := e.loadBudgets(); err != nil {
+	e.rt = &source{name: e.cfg.Streams.Events.Name, prefix: e.sub.eventsPrefix, durable: e.cfg.Consumer.Durable, maxAckPending: e.cfg.Consumer.MaxAckPending, part: -1}
+	e.bt = &source{name: e.cfg.Streams.Batch.Name, prefix: e.sub.batchPrefix, durable: e.cfg.Consumer.BatchDurable, batch: true, maxAckPending: batchMaxAckPending(&e.cfg), part: -1}
+	var runManager func(context.Context) error
+	if e.cfg.Cluster.Enabled {
+		if runManager, err = e.startCluster(sctx, evInfo, btInfo); err != nil {
+			return err
+		}
+	}
+	if err := e.loadBudgets(sctx); err != nil {
 		return err
 	}
 	e.reloadSuppression()
@@ -356,6 +369,11 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	e.batch = store.NewBatch()
 
 	for _, src := range []*source{e.rt, e.bt} {
+		if e.sc != nil {
+			// The partitions' sources share these channels.
+			src.in = make(chan inMsg, src.maxAckPending+e.cfg.Engine.BatchSize)
+			continue
+		}
 		info := evInfo
 		if src.batch {
 			info = btInfo
@@ -381,6 +399,14 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		return err
 	}
 	stops = append(stops, stopConnectors)
+
+	if e.sc != nil {
+		stopJobs, err := e.serveClusterJobs(ctx)
+		if err != nil {
+			return err
+		}
+		stops = append(stops, stopJobs)
+	}
 
 	schedCtx, stopScheduler := context.WithCancel(ctx)
 	schedDone := make(chan struct{})
@@ -409,10 +435,47 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	})
 	defer stopHard()
 	e.hard = hard
-	err = e.loop(ctx)
+	lctx := ctx
+	var mgrErr error
+	mgrDone := make(chan struct{})
+	stopManager := func() {}
+	if runManager != nil {
+		var cancelLoop context.CancelFunc
+		lctx, cancelLoop = context.WithCancel(ctx)
+		defer cancelLoop()
+		mctx, cancel := context.WithCancel(ctx)
+		stopManager = cancel
+		defer cancel()
+		go func() {
+			defer close(mgrDone)
+			if err := runManager(mctx); err != nil && mctx.Err() == nil {
+				mgrErr = err
+				cancelLoop()
+			}
+		}()
+	} else {
+		close(mgrDone)
+	}
+	err = e.loop(lctx)
 	e.ready.Store(false)
 	e.metrics.Ready.Set(0)
 	stopConsume()
+	if e.sc != nil {
+		// Give the partitions up: the manager releases their leases once
+		// each release is acknowledged.
+		e.stopAll()
+		stopManager()
+		if changes := e.clusterChanges(); changes != nil {
+			for ch := range changes {
+				e.dropPartition(ch.Partition)
+				ch.Ack()
+			}
+		}
+		<-mgrDone
+		if mgrErr != nil && err == nil {
+			err = fmt.Errorf("cluster: %w", mgrErr)
+		}
+	}
 	if ferr := e.finish(); ferr != nil && err == nil {
 		err = ferr
 	}

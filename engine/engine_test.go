@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -71,7 +72,11 @@ func startTestEngineClock(t *testing.T, dir string, mutate func(*Config), now fu
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	e, err := New(Options{Config: cfg, Now: now})
+	var tlog *slog.Logger
+	if os.Getenv("KAIROS_TEST_LOG") != "" {
+		tlog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	e, err := New(Options{Config: cfg, Now: now, Logger: tlog})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/kairos-engine/kairos/engine/batchgen"
+	"github.com/kairos-engine/kairos/engine/cluster"
 	"github.com/kairos-engine/kairos/engine/schedule"
 	"github.com/kairos-engine/kairos/state"
 )
@@ -51,8 +53,15 @@ func (e *Engine) batchLoc() *time.Location {
 	return e.pol.loc
 }
 
-// RunJob runs a batch job now, for the time at.
+// RunJob runs a batch job now, for the time at, over every customer (in
+// cluster mode: of the partitions this instance owns).
 func (e *Engine) RunJob(ctx context.Context, job BatchJob, at time.Time) (*JobResult, error) {
+	return e.runJob(ctx, job, at, e.ownedNow())
+}
+
+// runJob runs a job over the customers keep reports true for (all when
+// keep is nil); list jobs take every row of their list.
+func (e *Engine) runJob(ctx context.Context, job BatchJob, at time.Time, keep func(customer string) bool) (*JobResult, error) {
 	if !e.ready.Load() {
 		return nil, errors.New("batch: the engine is not running")
 	}
@@ -62,6 +71,9 @@ func (e *Engine) RunJob(ctx context.Context, job BatchJob, at time.Time) (*JobRe
 	var events []batchgen.Event
 	var abort error
 	collect := func(ev batchgen.Event, ok bool, err error, id string) {
+		if keep != nil && !keep(id) {
+			return
+		}
 		switch {
 		case errors.Is(err, batchgen.ErrArgument):
 			abort = err // the job's configuration is wrong: stop
@@ -237,32 +249,50 @@ func (e *Engine) scheduler(ctx context.Context, every time.Duration) {
 	defer t.Stop()
 	for {
 		for _, j := range jobs {
-			var last time.Time
-			ent, err := kv.Get(ctx, j.job.Name)
-			switch {
-			case err == nil:
-				last, _ = time.Parse(time.RFC3339Nano, string(ent.Value()))
-			case errors.Is(err, jetstream.ErrKeyNotFound):
-				// A new job starts from now: no catch-up of the slots
-				// before it was deployed.
-				if _, err := kv.Put(ctx, j.job.Name, []byte(e.now().Format(time.RFC3339Nano))); err != nil {
-					e.log.Error("batch scheduler: cannot record a new job", "job", j.job.Name, "err", err)
+			// Which runs are due, by the time they are for: one key per
+			// job, or in cluster mode one per job and partition owned
+			// (list jobs: run by partition 0's owner).
+			due := map[time.Time][]jobKey{}
+			for _, k := range e.jobKeys(j.job) {
+				var last time.Time
+				ent, err := kv.Get(ctx, k.key)
+				switch {
+				case err == nil:
+					last, _ = time.Parse(time.RFC3339Nano, string(ent.Value()))
+				case errors.Is(err, jetstream.ErrKeyNotFound):
+					// A new job starts from now: no catch-up of the slots
+					// before it was deployed.
+					if _, err := kv.Create(ctx, k.key, []byte(e.now().Format(time.RFC3339Nano))); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+						e.log.Error("batch scheduler: cannot record a new job", "job", j.job.Name, "err", err)
+					}
+					continue
+				default:
+					e.log.Error("batch scheduler: cannot read a job's last run", "job", j.job.Name, "err", err)
+					continue
 				}
-				continue
-			default:
-				e.log.Error("batch scheduler: cannot read a job's last run", "job", j.job.Name, "err", err)
-				continue
+				if at, ok := j.s.Due(last, e.now(), loc); ok {
+					due[at] = append(due[at], k)
+				}
 			}
-			at, due := j.s.Due(last, e.now(), loc)
-			if !due {
-				continue
-			}
-			if _, err := e.RunJob(ctx, j.job, at); err != nil {
-				e.log.Error("batch job failed; it is retried at the next check", "job", j.job.Name, "err", err)
-				continue
-			}
-			if _, err := kv.Put(ctx, j.job.Name, []byte(at.Format(time.RFC3339Nano))); err != nil {
-				e.log.Error("batch job ran but its run could not be recorded", "job", j.job.Name, "err", err)
+			for at, keys := range due {
+				var keep func(string) bool
+				if e.sc != nil && j.job.Type != "list" {
+					parts := make(map[int]bool, len(keys))
+					for _, k := range keys {
+						parts[k.part] = true
+					}
+					n := e.sc.n
+					keep = func(id string) bool { return parts[cluster.Partition(id, n)] }
+				}
+				if _, err := e.runJob(ctx, j.job, at, keep); err != nil {
+					e.log.Error("batch job failed; it is retried at the next check", "job", j.job.Name, "err", err)
+					continue
+				}
+				for _, k := range keys {
+					if _, err := kv.Put(ctx, k.key, []byte(at.Format(time.RFC3339Nano))); err != nil {
+						e.log.Error("batch job ran but its run could not be recorded", "job", j.job.Name, "err", err)
+					}
+				}
 			}
 		}
 		select {
@@ -271,6 +301,38 @@ func (e *Engine) scheduler(ctx context.Context, every time.Duration) {
 		case <-t.C:
 		}
 	}
+}
+
+// jobKey is where the scheduler records a job's last run: for the whole
+// job, or in cluster mode for one partition (part).
+type jobKey struct {
+	key  string
+	part int
+}
+
+// jobKeys returns the keys of the runs of job this instance makes: the
+// job's name in single-instance mode; in cluster mode one key per
+// partition owned ("<job>.p<partition>"), so that every partition's
+// customers are selected once per scheduled time by its owner at the time,
+// and for a list job its name when this instance owns partition 0.
+func (e *Engine) jobKeys(job BatchJob) []jobKey {
+	if e.sc == nil {
+		return []jobKey{{job.Name, -1}}
+	}
+	owned := e.sc.ownedSnapshot()
+	if job.Type == "list" {
+		if len(owned) > 0 && owned[0] {
+			return []jobKey{{job.Name, 0}}
+		}
+		return nil
+	}
+	var keys []jobKey
+	for p, ok := range owned {
+		if ok {
+			keys = append(keys, jobKey{job.Name + ".p" + strconv.Itoa(p), p})
+		}
+	}
+	return keys
 }
 
 // BatchRunRequest is the body of POST /v1/batch/run: a job to run now.
@@ -312,6 +374,15 @@ func (e *Engine) handleBatchRun(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "batch run: at: "+err.Error(), http.StatusBadRequest)
 			return
 		}
+	}
+	if e.sc != nil {
+		res, err := e.runClusterJob(r.Context(), job, at)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+		return
 	}
 	res, err := e.RunJob(r.Context(), job, at)
 	if err != nil {

@@ -46,6 +46,14 @@ type Metrics struct {
 	HTTPRequests *prometheus.CounterVec
 	// BuildInfo is 1, labelled with the binary's version.
 	BuildInfo *prometheus.GaugeVec
+
+	// Cluster mode (docs/scaling.md).
+	ClusterPartitions      prometheus.Gauge
+	ClusterTakeovers       *prometheus.CounterVec
+	ClusterTakeoverSeconds prometheus.Histogram
+	ClusterFenced          prometheus.Counter
+	ChangelogCommitSeconds prometheus.Histogram
+	BudgetConflicts        prometheus.Counter
 }
 
 // Results of a rules reload, the values of RulesReloads' label.
@@ -115,14 +123,30 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "HTTP requests, by route pattern (\"other\" when none matched) and status code."}, []string{"handler", "code"}),
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "build_info",
 			Help: "Always 1; its labels name the running binary's module version, VCS revision and Go version."}, []string{"version", "revision", "goversion"}),
+		ClusterPartitions: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: "cluster", Name: "partitions_owned",
+			Help: "Partitions this instance owns (cluster mode)."}),
+		ClusterTakeovers: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "cluster", Name: "takeovers_total",
+			Help: "Partition takeovers, by result (ok, error)."}, []string{"result"}),
+		ClusterTakeoverSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: "cluster", Name: "takeover_seconds",
+			Help: "Time to take a partition over: fence, load its state from the changelog, republish its outbox, start consuming.", Buckets: latency}),
+		ClusterFenced: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: "cluster", Name: "fenced_total",
+			Help: "Partitions found taken over by another instance at a commit (the batch runs again without them)."}),
+		ChangelogCommitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: "cluster", Name: "changelog_commit_seconds",
+			Help: "Time to write a batch to the changelog (cluster mode).", Buckets: latency}),
+		BudgetConflicts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: "cluster", Name: "budget_conflicts_total",
+			Help: "Commits that found a budget counter moved by another instance (the batch runs again)."}),
 	}
 	if reg != nil {
+		reg.MustRegister(m.ClusterPartitions, m.ClusterTakeovers, m.ClusterTakeoverSeconds, m.ClusterFenced, m.ChangelogCommitSeconds, m.BudgetConflicts)
 		reg.MustRegister(m.Events, m.Invalid, m.Duplicates, m.RuleEvals, m.RuleMatches, m.RuleErrors, m.Offers,
 			m.BatchSize, m.BatchDuration, m.ArrivalToOffer, m.EventTimeToOffer, m.ArrivalToDecision, m.EventTimeToDecision, m.Applied, m.PublishRetries, m.RulesLoaded, m.Ready,
 			m.Suppressed, m.Decisions, m.Deferred, m.BudgetRemaining, m.RulesReloads, m.HTTPRequests, m.BuildInfo, m.Conversions, m.BatchDuplicates, m.BatchEvents, m.BatchLastSuccess)
 	}
 	for _, r := range []string{ReloadSuccess, ReloadFailure} {
 		m.RulesReloads.WithLabelValues(r)
+	}
+	for _, r := range []string{"ok", "error"} {
+		m.ClusterTakeovers.WithLabelValues(r)
 	}
 	m.BuildInfo.WithLabelValues(buildVersion()).Set(1)
 	for _, r := range []string{ReasonDecode, ReasonInvalid, ReasonOversize, ReasonEval} {

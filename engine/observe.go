@@ -3,7 +3,10 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
+	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -96,6 +99,13 @@ func (o *observer) Describe(ch chan<- *prometheus.Desc) {
 
 func (o *observer) Collect(ch chan<- prometheus.Metric) {
 	e := o.e
+	// The registry collects on goroutines of its own, where a panic would
+	// end the process: a scrape must never take the engine down.
+	defer func() {
+		if r := recover(); r != nil {
+			e.log.Error("scrape-time metrics failed", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		}
+	}()
 	if avail, size, err := fsUsage(e.cfg.Data); err == nil {
 		ch <- prometheus.MustNewConstMetric(o.fsAvail, prometheus.GaugeValue, float64(avail))
 		ch <- prometheus.MustNewConstMetric(o.fsSize, prometheus.GaugeValue, float64(size))
@@ -120,14 +130,29 @@ func (o *observer) collectJetStream(ch chan<- prometheus.Metric) {
 	e := o.e
 	ctx, cancel := context.WithTimeout(context.Background(), observeTimeout)
 	defer cancel()
-	stream, durable := e.cfg.Streams.Events.Name, e.cfg.Consumer.Durable
-	if c, err := e.js.Consumer(ctx, stream, durable); err == nil {
-		info := c.CachedInfo()
-		ch <- prometheus.MustNewConstMetric(o.consPending, prometheus.GaugeValue, float64(info.NumPending), stream, durable)
-		ch <- prometheus.MustNewConstMetric(o.consAckPending, prometheus.GaugeValue, float64(info.NumAckPending), stream, durable)
-		ch <- prometheus.MustNewConstMetric(o.consRedelivered, prometheus.GaugeValue, float64(info.NumRedelivered), stream, durable)
-	} else if e.ready.Load() {
-		o.errs.WithLabelValues(sourceConsumer).Inc()
+	type cons struct{ stream, durable string }
+	consumers := []cons{{e.cfg.Streams.Events.Name, e.cfg.Consumer.Durable}}
+	if e.sc != nil {
+		// Cluster mode: the consumers of the partitions this instance
+		// owns (at most two per partition, so the labels stay bounded).
+		consumers = consumers[:0]
+		for p, ok := range e.sc.ownedSnapshot() {
+			if ok {
+				ps := strconv.Itoa(p)
+				consumers = append(consumers, cons{e.cfg.Streams.Events.Name, e.cfg.Consumer.Durable + "-p" + ps},
+					cons{e.cfg.Streams.Batch.Name, e.cfg.Consumer.BatchDurable + "-p" + ps})
+			}
+		}
+	}
+	for _, cs := range consumers {
+		if c, err := e.js.Consumer(ctx, cs.stream, cs.durable); err == nil {
+			info := c.CachedInfo()
+			ch <- prometheus.MustNewConstMetric(o.consPending, prometheus.GaugeValue, float64(info.NumPending), cs.stream, cs.durable)
+			ch <- prometheus.MustNewConstMetric(o.consAckPending, prometheus.GaugeValue, float64(info.NumAckPending), cs.stream, cs.durable)
+			ch <- prometheus.MustNewConstMetric(o.consRedelivered, prometheus.GaugeValue, float64(info.NumRedelivered), cs.stream, cs.durable)
+		} else if e.ready.Load() {
+			o.errs.WithLabelValues(sourceConsumer).Inc()
+		}
 	}
 	for _, s := range []struct{ role, name string }{
 		{"events", e.cfg.Streams.Events.Name}, {"offers", e.cfg.Streams.Offers.Name},

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -43,6 +44,12 @@ func BenchmarkRealtimeUnderBatchLoad(b *testing.B) {
 	cfg.Rules.Dir = rd
 	cfg.NATS.Listen = "127.0.0.1:0"
 	cfg.HTTP.Listen = "off"
+	if v, err := strconv.Atoi(os.Getenv("KAIROS_BENCH_MAX_PER_BATCH")); err == nil {
+		cfg.Batch.MaxPerBatch = v
+	}
+	if v, err := strconv.ParseFloat(os.Getenv("KAIROS_BENCH_CONSUME_RATE"), 64); err == nil {
+		cfg.Batch.ConsumeRate = v
+	}
 	e, err := New(Options{Config: cfg})
 	if err != nil {
 		b.Fatal(err)

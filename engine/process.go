@@ -2,12 +2,10 @@ package engine
 
 import (
 	"context"
-
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"golang.org/x/time/rate"
 	"math"
 	"sort"
 	"sync"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 
 	"github.com/kairos-engine/kairos/connectors"
 	"github.com/kairos-engine/kairos/state"
@@ -50,9 +49,19 @@ type item struct {
 	worker        int    // the worker that owns the customer
 	evType        string // the type of the decoded event, once applied
 	skipped       bool   // a batch event already applied: acknowledged, nothing else
+	dropped       bool   // its partition went to another instance: not acknowledged, nothing else
 	term          string // dead-letter reason when the message is terminated
 	records       []outRecord
 	offers        int // how many of records are offers (they come first)
+}
+
+// part is the item's partition in cluster mode: its source's, or -1 when
+// it has none (a released offer) or in single-instance mode.
+func (it *item) part() int {
+	if it.src == nil {
+		return -1
+	}
+	return it.src.part
 }
 
 // inlineBatch is the batch size under which one goroutine processes the
@@ -99,6 +108,9 @@ func (e *Engine) loop(ctx context.Context) error {
 			continue
 		case sw := <-e.swapCh:
 			sw.done <- e.swapRules(sw.rs)
+			continue
+		case ch, ok := <-e.clusterChanges():
+			e.handleChange(ctx, ch, ok)
 			continue
 		case <-tick.C:
 			e.reloadSuppression()
@@ -180,6 +192,13 @@ func (e *Engine) processWithRetry(ctx context.Context, items []item) error {
 		if err == nil {
 			return nil
 		}
+		if errors.Is(err, errRetryNow) {
+			resetItems(items)
+			continue
+		}
+		if errors.Is(err, errFatal) {
+			return err
+		}
 		if errors.Is(err, state.ErrBatchTooBig) && len(items) > 1 {
 			half := len(items) / 2
 			if err := e.processWithRetry(ctx, items[:half]); err != nil {
@@ -235,20 +254,28 @@ func (e *Engine) process(ctx context.Context, items []item, sequential bool) err
 	start := time.Now()
 	e.beginBatch(sequential)
 	nw := len(e.workers)
-	var lastRT, lastBT uint64
+	e.resetSources()
 	for i := range items {
 		it := &items[i]
 		if it.src == nil {
 			it.src = e.rt
 		}
+		if it.src.gone {
+			// Its partition went to another instance: leave it
+			// unacknowledged to the new owner.
+			it.dropped = true
+			continue
+		}
 		if it.seq != 0 && it.seq <= it.src.applied {
 			it.dup = true
 			continue
 		}
-		if it.src.batch {
-			lastBT = max(lastBT, it.seq)
-		} else {
-			lastRT = max(lastRT, it.seq)
+		if s := it.src; it.seq > s.pending {
+			if !s.inBatch {
+				s.inBatch = true
+				e.srcs = append(e.srcs, s)
+			}
+			s.pending = it.seq
 		}
 		typ, cust, ok := splitEventSubject(it.subject, len(it.src.prefix))
 		it.typ, it.customer = typ, cust
@@ -303,17 +330,8 @@ func (e *Engine) process(ctx context.Context, items []item, sequential bool) err
 		resetItems(items)
 		return e.process(ctx, items, true)
 	}
-	if lastRT > 0 || lastBT > 0 {
-		var m marks
-		if lastRT > 0 {
-			w := e.rt.watermark(lastRT)
-			m.rt = &w
-		}
-		if lastBT > 0 {
-			w := e.bt.watermark(lastBT)
-			m.bt = &w
-		}
-		if err := e.commit(items, m); err != nil {
+	if len(e.srcs) > 0 {
+		if err := e.commit(items, e.srcs); err != nil {
 			return err
 		}
 		e.crash.reach("after-commit")
@@ -330,7 +348,7 @@ func (e *Engine) process(ctx context.Context, items []item, sequential bool) err
 	for i := range items {
 		it := &items[i]
 		switch {
-		case it.msg == nil:
+		case it.msg == nil, it.dropped:
 		case it.dup:
 			e.metrics.Duplicates.Inc()
 			_ = it.msg.Ack()
@@ -352,14 +370,24 @@ func (e *Engine) process(ctx context.Context, items []item, sequential bool) err
 	return nil
 }
 
-// marks are the watermarks a batch moves.
-type marks struct{ rt, bt *state.Watermark }
+// errFatal marks an error the engine cannot recover from without a
+// restart.
+var errFatal = errors.New("fatal")
+
+// resetSources forgets the sources a batch (or an attempt of it) moved.
+func (e *Engine) resetSources() {
+	for _, s := range e.srcs {
+		s.pending, s.inBatch = 0, false
+	}
+	e.srcs = e.srcs[:0]
+}
 
 // commit writes, in one transaction, the customers the batch changed, its
 // outbox records, the budgets it used, the batch event ids it applied and
-// the watermarks it moves; and deletes the previous batch's published
-// outbox records.
-func (e *Engine) commit(items []item, w marks) error {
+// the watermarks of srcs, which move to their pending sequences; and
+// deletes the previous batch's published outbox records. In cluster mode
+// the changelog gets it all first (commitChangelog).
+func (e *Engine) commit(items []item, srcs []*source) error {
 	b := e.batch
 	b.Reset()
 	for _, wk := range e.workers {
@@ -371,15 +399,15 @@ func (e *Engine) commit(items []item, w marks) error {
 		b.DeleteOutbox(k)
 	}
 	seq := e.rt.applied
-	if w.rt != nil {
-		seq = w.rt.Seq
+	if e.rt.pending > seq {
+		seq = e.rt.pending
 	}
 	e.keyBuf = e.keyBuf[:0]
 	keys := e.keys[:0]
 	n := 0
 	for i := range items {
-		if e.sink != nil {
-			break // a simulation keeps no outbox
+		if e.sink != nil || e.sc != nil {
+			break // a simulation keeps no outbox; in cluster mode the marks are the outbox
 		}
 		for j := range items[i].records {
 			ks := len(e.keyBuf)
@@ -397,24 +425,40 @@ func (e *Engine) commit(items []item, w marks) error {
 			b.MarkSeen(k, ttl)
 		}
 	}
-	if w.rt != nil {
-		b.SetApplied(*w.rt)
+	for _, s := range srcs {
+		switch {
+		case e.sc != nil:
+			// The partitions' watermarks are in the changelog marks.
+		case s == e.rt:
+			b.SetApplied(s.watermark(s.pending))
+		default:
+			b.SetWatermark(s.name, s.watermark(s.pending))
+		}
 	}
-	if w.bt != nil {
-		b.SetWatermark(w.bt.Stream, *w.bt)
+	if e.sc != nil {
+		if err := e.commitChangelog(e.hard, b, items, srcs, used); err != nil {
+			e.invalidate()
+			return err
+		}
+		e.crash.reach("after-changelog")
 	}
 	if err := e.store.Commit(b); err != nil {
 		e.invalidate()
+		if e.sc != nil {
+			// The changelog holds the batch but this instance's state
+			// does not: only a restart, which loads the partitions from
+			// the changelog, puts them together again.
+			return fmt.Errorf("%w: local commit after the changelog commit: %w", errFatal, err)
+		}
 		return fmt.Errorf("commit: %w", err)
 	}
 	e.keys = keys
 	e.outboxSeq += n
-	if w.rt != nil {
-		e.rt.applied = w.rt.Seq
-		e.metrics.Applied.Set(float64(w.rt.Seq))
-	}
-	if w.bt != nil {
-		e.bt.applied = w.bt.Seq
+	for _, s := range srcs {
+		s.applied = s.pending
+		if s == e.rt {
+			e.metrics.Applied.Set(float64(s.applied))
+		}
 	}
 	e.applyBudgetUse(used)
 	e.prevKeys = append(e.prevKeys[:0], keys...)
@@ -493,6 +537,12 @@ func (e *Engine) releaseWithRetry(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
+		if errors.Is(err, errRetryNow) {
+			continue
+		}
+		if errors.Is(err, errFatal) {
+			return err
+		}
 		e.log.Error("releasing deferred offers failed; retrying", "err", err, "retry_in", backoff)
 		t := time.NewTimer(backoff)
 		select {
@@ -521,7 +571,7 @@ func (e *Engine) release(ctx context.Context) error {
 // they had come together.
 func (e *Engine) releaseBatch(ctx context.Context) (more bool, err error) {
 	now := e.now().UnixMilli()
-	due, err := e.store.DueDeferred(now, e.cfg.Engine.BatchSize)
+	due, err := e.store.DueDeferredOf(now, e.cfg.Engine.BatchSize, e.ownsFunc())
 	if err != nil {
 		return false, err
 	}
@@ -576,7 +626,7 @@ func (e *Engine) releaseBatch(ctx context.Context) (more bool, err error) {
 		}
 		w.track(c, wasDirty)
 	}
-	if err := e.commit(items, marks{}); err != nil {
+	if err := e.commit(items, nil); err != nil {
 		return false, err
 	}
 	if err := e.publish(ctx, items); err != nil {
@@ -594,7 +644,7 @@ func (e *Engine) noteRelease(at int64) {
 
 // peekRelease finds the earliest release time still to come.
 func (e *Engine) peekRelease() error {
-	next, err := e.store.DueDeferred(math.MaxInt64, 1)
+	next, err := e.store.DueDeferredOf(math.MaxInt64, 1, e.ownsFunc())
 	if err != nil {
 		return err
 	}

@@ -42,6 +42,30 @@ func (e *Engine) recoverOutbox(ctx context.Context) error {
 	if len(keys) == 0 {
 		return nil
 	}
+	n, err := e.republish(ctx, recs)
+	if err != nil {
+		return fmt.Errorf("recover outbox: %w", err)
+	}
+	b := e.store.NewBatch()
+	for _, k := range keys {
+		b.DeleteOutbox(k)
+	}
+	if err := e.store.Commit(b); err != nil {
+		return fmt.Errorf("recover outbox: %w", err)
+	}
+	e.log.Info("recovered the outbox", "records", len(recs), "published", n, "already_stored", len(recs)-n)
+	return nil
+}
+
+// republish publishes records of an outbox again: those decided less than
+// 90% of their stream's duplicate window ago blindly (the stream drops what
+// it holds already), older ones only when the stream does not hold them
+// (the last message on their subject tells). It returns how many it
+// published.
+func (e *Engine) republish(ctx context.Context, recs []*outRecord) (int, error) {
+	if len(recs) == 0 {
+		return 0, nil
+	}
 	now := time.Now().UnixMilli()
 	skip := map[string]bool{} // msg ids already stored
 	last := map[string]string{}
@@ -79,20 +103,12 @@ func (e *Engine) recoverOutbox(ctx context.Context) error {
 			continue
 		}
 		if err := e.pub.Publish(r.natsMsg()); err != nil {
-			return fmt.Errorf("recover outbox: %w", err)
+			return 0, err
 		}
 		n++
 	}
 	if err := e.pub.Flush(ctx); err != nil {
-		return fmt.Errorf("recover outbox: %w", err)
+		return 0, err
 	}
-	b := e.store.NewBatch()
-	for _, k := range keys {
-		b.DeleteOutbox(k)
-	}
-	if err := e.store.Commit(b); err != nil {
-		return fmt.Errorf("recover outbox: %w", err)
-	}
-	e.log.Info("recovered the outbox", "records", len(recs), "published", n, "already_stored", len(recs)-n)
-	return nil
+	return n, nil
 }

@@ -146,7 +146,7 @@ func (e *Engine) swapRules(rs *rules.RuleSet) error {
 	}
 	e.sharedReserved = make([]int64, n)
 	e.spentBuf = nil
-	if err := e.loadBudgets(); err != nil {
+	if err := e.loadBudgets(e.hard); err != nil {
 		return fmt.Errorf("budgets: %w", err)
 	}
 	// Forget the metric series of rules that are gone.

@@ -83,7 +83,7 @@ func NewSimulator(opts SimOptions) (*Simulator, error) {
 	e.store = store
 	e.workers = []*worker{newWorker(e, 0, store.Shard(0))}
 	e.batch = store.NewBatch()
-	if err := e.loadBudgets(); err != nil {
+	if err := e.loadBudgets(context.Background()); err != nil {
 		store.Close()
 		return nil, err
 	}
@@ -142,7 +142,7 @@ func (s *Simulator) Process(evs []SimEvent) (*Result, error) {
 		if len(items) == 0 {
 			return nil
 		}
-		if err := e.commit(items, marks{}); err != nil {
+		if err := e.commit(items, nil); err != nil {
 			return err
 		}
 		s.applied += len(items)
@@ -242,7 +242,7 @@ func (s *Simulator) SetProfile(customerID string, attrs map[string]any) error {
 	wasDirty := c.Dirty()
 	c.MergeProfile(NormalizeAttrs(attrs))
 	w.track(c, wasDirty)
-	return e.commit(nil, marks{})
+	return e.commit(nil, nil)
 }
 
 // NormalizeAttrs gives YAML- or JSON-read values the types decoded events

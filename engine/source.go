@@ -24,7 +24,32 @@ type source struct {
 	incarnation string
 	applied     uint64
 	batch       bool
-	in          chan inMsg
+	// maxAckPending is the consumer's max_ack_pending: how many events it
+	// may hold fetched and unacknowledged.
+	maxAckPending int
+	in            chan inMsg
+
+	// Cluster mode: the partition (-1 in single-instance mode), the name
+	// of the watermark in the partition's mark, and whether the partition
+	// was given up (its queued events are dropped).
+	part     int
+	markName string
+	gone     bool
+
+	// pending is the highest sequence of the batch in hand; inBatch
+	// whether the batch has events of this source.
+	pending uint64
+	inBatch bool
+}
+
+// batchMaxAckPending is how many batch events the batch consumer may hold
+// unacknowledged: what the engine takes in a quarter of the ack wait at
+// batch.consume_rate (so no fetched batch event waits long enough to be
+// redelivered), at least two processing batches' worth and at most
+// consumer.max_ack_pending.
+func batchMaxAckPending(cfg *Config) int {
+	n := int(cfg.Batch.ConsumeRate * mustDuration(cfg.Consumer.AckWait).Seconds() / 4)
+	return min(max(n, 2*cfg.Batch.MaxPerBatch), cfg.Consumer.MaxAckPending)
 }
 
 // watermark is the source's watermark at seq.
@@ -56,7 +81,12 @@ func (e *Engine) openSource(ctx context.Context, s *source, info *jetstream.Stre
 	if err != nil {
 		return nil, err
 	}
-	s.in = make(chan inMsg, e.cfg.Consumer.MaxAckPending+e.cfg.Engine.BatchSize)
+	s.in = make(chan inMsg, s.maxAckPending+e.cfg.Engine.BatchSize)
+	return e.consume(s, cons)
+}
+
+// consume starts consuming cons into s.in. The returned func stops it.
+func (e *Engine) consume(s *source, cons jetstream.Consumer) (func(), error) {
 	stopFetch := make(chan struct{})
 	pull := 2 * e.cfg.Engine.BatchSize
 	if s.batch {

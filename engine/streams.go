@@ -63,12 +63,19 @@ func newSubjects(prefix string) subjects {
 // ensureStreams creates or updates the streams; it is idempotent. It
 // returns the events and batch streams' info.
 func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg *Config, sub subjects) (events, batch *jetstream.StreamInfo, err error) {
+	ev := streamConfig(cfg.Streams.Events, cfg.Streams.Replicas, sub.events)
+	bt := streamConfig(cfg.Streams.Batch, cfg.Streams.Replicas, sub.batchPrefix+">")
+	if cfg.Cluster.Enabled {
+		// The server partitions events by customer (docs/scaling.md).
+		ev.SubjectTransform = partitionTransform(sub.prefix, "events", cfg.Cluster.Partitions)
+		bt.SubjectTransform = partitionTransform(sub.prefix, "batch", cfg.Cluster.Partitions)
+	}
 	for _, sc := range []jetstream.StreamConfig{
-		streamConfig(cfg.Streams.Events, cfg.Streams.Replicas, sub.events),
+		ev,
 		streamConfig(cfg.Streams.Offers, cfg.Streams.Replicas, sub.offers+">"),
 		streamConfig(cfg.Streams.DLQ, cfg.Streams.Replicas, sub.dlq+">"),
 		streamConfig(cfg.Streams.Decisions, cfg.Streams.Replicas, sub.decisions+">"),
-		streamConfig(cfg.Streams.Batch, cfg.Streams.Replicas, sub.batchPrefix+">"),
+		bt,
 	} {
 		s, err := js.CreateOrUpdateStream(ctx, sc)
 		if err != nil {
@@ -95,7 +102,7 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, cfg *Config, sr
 		Durable:       src.durable,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       mustDuration(cfg.Consumer.AckWait),
-		MaxAckPending: cfg.Consumer.MaxAckPending,
+		MaxAckPending: src.maxAckPending,
 		MaxDeliver:    -1,
 		FilterSubject: src.prefix + ">",
 		DeliverPolicy: jetstream.DeliverAllPolicy,
@@ -131,4 +138,32 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, cfg *Config, sr
 		return nil, fmt.Errorf("delete consumer %s: %w", want.Durable, err)
 	}
 	return js.CreateConsumer(ctx, stream, want)
+}
+
+// resetConsumer (re)creates a partition's durable consumer to deliver from
+// seq+1 (everything when seq is 0). It is deleted first: the events a
+// former owner fetched and did not acknowledge come again at once, not
+// after the ack wait.
+func resetConsumer(ctx context.Context, js jetstream.JetStream, cfg *Config, src *source, seq uint64) (jetstream.Consumer, error) {
+	want := jetstream.ConsumerConfig{
+		Durable:       src.durable,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       mustDuration(cfg.Consumer.AckWait),
+		MaxAckPending: src.maxAckPending,
+		MaxDeliver:    -1,
+		FilterSubject: src.prefix + ">",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	if seq > 0 {
+		want.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		want.OptStartSeq = seq + 1
+	}
+	if err := js.DeleteConsumer(ctx, src.name, src.durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("delete consumer %s: %w", src.durable, err)
+	}
+	c, err := js.CreateConsumer(ctx, src.name, want)
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", src.durable, err)
+	}
+	return c, nil
 }

@@ -40,6 +40,7 @@ type worker struct {
 	items      []*item
 	dirty      []*state.Customer
 	seenKeys   []string            // batch event ids applied in this batch
+	seenCust   []string            // the customer of each of seenKeys
 	seenSet    map[string]struct{} // the same, for lookups
 	minRelease int64               // earliest release of an offer deferred in this batch
 	err        error
@@ -60,6 +61,8 @@ func (w *worker) reset(now time.Time, shared []int64) {
 	w.now = now
 	clear(w.seenKeys)
 	w.seenKeys = w.seenKeys[:0]
+	clear(w.seenCust)
+	w.seenCust = w.seenCust[:0]
 	clear(w.seenSet)
 	w.minRelease = math.MaxInt64
 	clear(w.own)
@@ -150,6 +153,7 @@ func (w *worker) process(it *item) error {
 		}
 		w.seenSet[ev.ID] = struct{}{}
 		w.seenKeys = append(w.seenKeys, ev.ID)
+		w.seenCust = append(w.seenCust, ev.CustomerID)
 	}
 	return w.apply(it, ev)
 }

@@ -71,6 +71,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 }
 
 func (m *Metrics) sizes() (lsm, vlog int64) {
+	// Called on the registry's goroutines: a panic there ends the process.
+	defer func() {
+		if r := recover(); r != nil {
+			lsm, vlog = 0, 0
+		}
+	}()
 	if s := m.store.Load(); s != nil {
 		return s.Sizes()
 	}

@@ -333,6 +333,11 @@ func TestDeferred(t *testing.T) {
 		})
 	}
 
+	// Only bob's: alice's entries are passed over, not counted.
+	if got, err := s.DueDeferredOf(t0+3*hour, 1, func(c string) bool { return c == "bob" }); err != nil || !reflect.DeepEqual(got, want[1:2]) {
+		t.Errorf("DueDeferredOf bob: %+v, %v; want %+v", got, err, want[1:2])
+	}
+
 	// Replace one with a new release, remove another, add a third.
 	alice = load(t, s.Shard(0), "alice")
 	alice.AddDeferred(state.Deferred{ID: "o1", Release: t0 + 5*hour, Expires: t0 + 10*hour, Data: []byte("new")})

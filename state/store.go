@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"expvar"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/y"
 )
 
 // Options configure Open.
@@ -414,6 +416,14 @@ type DueEntry struct {
 // which removes the entries. It reads Badger only and may run on any
 // goroutine.
 func (s *Store) DueDeferred(now int64, limit int) ([]DueEntry, error) {
+	return s.DueDeferredOf(now, limit, nil)
+}
+
+// DueDeferredOf is DueDeferred for the customers keep reports true for
+// (all when keep is nil): entries of other customers are passed over, not
+// counted against limit. In cluster mode the engine keeps the customers of
+// the partitions it owns.
+func (s *Store) DueDeferredOf(now int64, limit int, keep func(customer string) bool) ([]DueEntry, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -431,6 +441,9 @@ func (s *Store) DueDeferred(now int64, limit int) ([]DueEntry, error) {
 			}
 			if e.Release > now {
 				break
+			}
+			if keep != nil && !keep(e.Customer) {
+				continue
 			}
 			out = append(out, e)
 		}
@@ -502,7 +515,19 @@ func (s *Store) Snapshot(customerID string) (c *Customer, ok bool, err error) {
 
 // Sizes returns the sizes of Badger's LSM tree and value log in bytes, as
 // Badger last measured them (it refreshes them every minute).
-func (s *Store) Sizes() (lsm, vlog int64) { return s.db.Size() }
+// It reads Badger's size metrics itself: DB.Size type-asserts the value
+// log's entry without checking it exists, which panics when a scrape
+// comes before Badger first measured its value log.
+func (s *Store) Sizes() (lsm, vlog int64) {
+	opt := s.db.Opts()
+	if v, ok := y.LSMSizeGet(opt.MetricsEnabled, opt.Dir).(*expvar.Int); ok {
+		lsm = v.Value()
+	}
+	if v, ok := y.VlogSizeGet(opt.MetricsEnabled, opt.ValueDir).(*expvar.Int); ok {
+		vlog = v.Value()
+	}
+	return lsm, vlog
+}
 
 // badgerLogger adapts Badger's logger to slog: errors and warnings pass,
 // info and debug are dropped.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -664,5 +665,27 @@ func TestImportProfilesMergesInBulk(t *testing.T) {
 	p, _, _ = s.Profile("N09999")
 	if p["i"] != int64(9999) {
 		t.Errorf("imported profile %v", p)
+	}
+}
+
+// TestScrapeRightAfterOpen: a scrape before Badger first measured its
+// value log reads zero sizes (Badger's DB.Size panics then).
+func TestScrapeRightAfterOpen(t *testing.T) {
+	for i := range 5 {
+		reg := prometheus.NewRegistry()
+		s, err := state.Open(state.Options{Dir: filepath.Join(t.TempDir(), fmt.Sprint(i)), Metrics: state.NewMetrics(reg)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reg.Gather(); err != nil {
+			t.Fatal(err)
+		}
+		s.Sizes()
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reg.Gather(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -123,12 +123,21 @@ func cmdBatchRun(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("engine at %s: %s: %s", *addr, resp.Status, strings.TrimSpace(string(out)))
 	}
-	var res engine.JobResult
+	var res engine.ClusterJobResult // a single instance's answer has no cluster fields
 	if err := json.Unmarshal(out, &res); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s (%s) for %s: %d events published (%d duplicates skipped by the stream, %d customers skipped for unreadable attributes) in %.1fs (%.0f/s)\n",
 		res.Job, res.Type, res.At.Format(time.RFC3339), res.Events-res.Duplicates, res.Duplicates, res.Skipped, res.Seconds, res.PerSecond)
+	if len(res.Instances) > 0 {
+		fmt.Fprintf(stdout, "run by %d instance(s)\n", len(res.Instances))
+	}
+	for _, msg := range res.Errors {
+		fmt.Fprintln(stderr, "error:", msg)
+	}
+	if len(res.Missing) > 0 {
+		return fmt.Errorf("partitions %v had no owner and were not covered: run the job again once they have one (the ids make a re-run harmless)", res.Missing)
+	}
 	return nil
 }
 
