@@ -62,7 +62,7 @@ check-metrics: promtool
 
 ## check-deploy: validate the deployment files (Kubernetes, compose, Dockerfile, systemd, NATS)
 check-deploy:
-	$(GO) test -count=1 -run 'TestKubernetesManifests|TestComposeStack|TestDockerfile|TestSystemdUnitIsHardened|TestNATSConfigsLoad' -v ./engine
+	$(GO) test -count=1 -run 'TestKubernetesManifests|TestKubernetesClusterOverlay|TestComposeStack|TestComposeClusterStack|TestDockerfile|TestSystemdUnitIsHardened|TestNATSConfigsLoad' -v ./engine
 
 clean:
 	rm -rf bin

@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"time"
@@ -150,6 +151,10 @@ func (e *Engine) handleCustomer(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not ready", http.StatusServiceUnavailable)
 		return
 	}
+	if e.sc != nil && !e.ownedNow()(id) {
+		e.routeCustomer(w, r, id)
+		return
+	}
 	x, err := e.Explain(id)
 	if err != nil {
 		e.log.Error("explain", "err", err)
@@ -163,4 +168,37 @@ func (e *Engine) handleCustomer(w http.ResponseWriter, r *http.Request) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(x)
+}
+
+// NotOwned is what GET /v1/customers/{id} answers in cluster mode when
+// another instance owns the customer and its address is not known, or the
+// partition is being taken over (503, with Retry-After).
+type NotOwned struct {
+	Error     string `json:"error"`
+	Partition int    `json:"partition"`
+	Owner     string `json:"owner,omitempty"`
+}
+
+// routeCustomer answers for a customer of a partition this instance does
+// not hold: a 307 to the owner's advertised address, which serves it from
+// its state, or a 503 naming the partition and the owner.
+func (e *Engine) routeCustomer(w http.ResponseWriter, r *http.Request, id string) {
+	p, owner, addr, err := e.customerOwner(r.Context(), id)
+	if err != nil {
+		e.log.Warn("explain: cannot read the partition's owner", "partition", p, "err", err)
+	}
+	if addr != "" && owner != e.sc.instance && r.URL.Query().Get("hop") == "" {
+		// hop marks a redirected request, so that two instances that
+		// disagree for a moment do not send a client back and forth.
+		http.Redirect(w, r, "http://"+addr+"/v1/customers/"+url.PathEscape(id)+"?hop=1", http.StatusTemporaryRedirect)
+		return
+	}
+	msg := "the customer's partition is owned by another instance"
+	if owner == "" || owner == e.sc.instance {
+		msg = "the customer's partition is being taken over; try again"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", "1")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_ = json.NewEncoder(w).Encode(NotOwned{Error: msg, Partition: p, Owner: owner})
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"sync/atomic"
@@ -137,6 +138,7 @@ func (e *Engine) startCluster(ctx context.Context, evInfo, btInfo *jetstream.Str
 		LeaseTTL:   mustDuration(cc.LeaseTTL),
 		Replicas:   e.cfg.Streams.Replicas,
 		Logger:     e.log.With("component", "cluster"),
+		Advertise:  e.advertise(),
 	})
 	if err != nil {
 		return nil, err
@@ -145,6 +147,56 @@ func (e *Engine) startCluster(ctx context.Context, evInfo, btInfo *jetstream.Str
 	e.sc = sc
 	e.log.Info("cluster mode", "instance", inst, "partitions", cc.Partitions, "lease_ttl", cc.LeaseTTL)
 	return sc.mgr.Run, nil
+}
+
+// advertise is the HTTP address this instance tells the others, for
+// GET /v1/customers/{id} of a customer it owns: cluster.advertise, else the
+// address the HTTP server listens on, with a wildcard host replaced by the
+// host name; "" when HTTP is off.
+func (e *Engine) advertise() string {
+	if a := e.cfg.Cluster.Advertise; a != "" {
+		return a
+	}
+	host, port, err := net.SplitHostPort(e.HTTPAddr())
+	if err != nil {
+		return ""
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		if host, err = os.Hostname(); err != nil {
+			return ""
+		}
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// customerOwner names the instance that holds the lease of the customer's
+// partition and its advertised HTTP address, from the cluster bucket;
+// empty when the partition has no owner (a takeover in progress).
+func (e *Engine) customerOwner(ctx context.Context, customer string) (p int, instance, addr string, err error) {
+	p = cluster.Partition(customer, e.sc.n)
+	kv, err := e.js.KeyValue(ctx, e.cfg.Cluster.Bucket)
+	if err != nil {
+		return p, "", "", err
+	}
+	le, err := kv.Get(ctx, cluster.LeaseKey(p))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return p, "", "", nil
+	}
+	if err != nil {
+		return p, "", "", err
+	}
+	instance = string(le.Value())
+	me, err := kv.Get(ctx, cluster.MemberKey(instance))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return p, instance, "", nil
+	}
+	if err != nil {
+		return p, instance, "", err
+	}
+	if v := string(me.Value()); v != instance {
+		addr = v
+	}
+	return p, instance, addr, nil
 }
 
 // clusterChanges is the manager's channel, nil in single-instance mode

@@ -2,13 +2,17 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/kairos-engine/kairos/connectors"
+	"github.com/kairos-engine/kairos/engine/cluster"
 	"github.com/kairos-engine/kairos/engine/cluster/clustertest"
 )
 
@@ -28,7 +32,7 @@ const scaleRules = `rules:
 `
 
 // startClusterEngine runs an engine instance in cluster mode on url.
-func startClusterEngine(t *testing.T, url, name string, partitions int) *testEngine {
+func startClusterEngine(t *testing.T, url, name string, partitions int, opts ...func(*Config)) *testEngine {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), name)
 	rd := filepath.Join(dir, "rules")
@@ -38,6 +42,9 @@ func startClusterEngine(t *testing.T, url, name string, partitions int) *testEng
 		c.NATS.URL = url
 		c.HTTP.Listen = "off"
 		c.Cluster = ClusterConfig{Enabled: true, Instance: name, Partitions: partitions, LeaseTTL: "1s"}
+		for _, o := range opts {
+			o(c)
+		}
 	})
 }
 
@@ -174,5 +181,89 @@ func TestClusterBatchJobCoversEveryPartition(t *testing.T) {
 	res, err = b.e.runClusterJob(context.Background(), job, at)
 	if err != nil || res.Events != 30 || res.Duplicates != 30 {
 		t.Fatalf("second run: %+v, %v", res, err)
+	}
+}
+
+// TestClusterCustomerRoutesToOwner: GET /v1/customers/{id} asked of the
+// instance that does not own the customer redirects to the one that does,
+// which answers from its state; a request already redirected is not sent on
+// again.
+func TestClusterCustomerRoutesToOwner(t *testing.T) {
+	url, _ := clustertest.StartServer(t)
+	const parts = 4
+	httpOn := func(c *Config) { c.HTTP.Listen = "127.0.0.1:0" }
+	a := startClusterEngine(t, url, "a", parts, httpOn)
+	b := startClusterEngine(t, url, "b", parts, httpOn)
+	both := []*testEngine{a, b}
+	taken := func(te *testEngine) int {
+		n := 0
+		for _, ok := range te.e.sc.ownedSnapshot() {
+			if ok {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor(t, "both to have taken their partitions over", func() bool { return taken(a) == parts/2 && taken(b) == parts/2 })
+	// A customer of each instance.
+	var ids [2]string
+	for i := 0; ids[0] == "" || ids[1] == ""; i++ {
+		c := fmt.Sprintf("C%d", i)
+		for k, te := range both {
+			if ids[k] == "" && te.e.sc.ownedSnapshot()[cluster.Partition(c, parts)] {
+				ids[k] = c
+			}
+		}
+	}
+	ts := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC).UnixMilli()
+	for _, c := range ids {
+		a.publishEvent(t, ev{ID: "l-" + c, CustomerID: c, Type: "login", TS: ts}, false)
+	}
+	waitFor(t, "the welcomes", func() bool { m, _ := countOffers(t, a); return m["welcome"] == 2 })
+
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for k, te := range both {
+		other := both[1-k]
+		// Asked of the owner: served.
+		resp, err := http.Get("http://" + te.e.HTTPAddr() + "/v1/customers/" + ids[k])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var x Explanation
+		json.NewDecoder(resp.Body).Decode(&x)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !x.Found || len(x.Decisions) == 0 {
+			t.Fatalf("owner: %d %+v", resp.StatusCode, x)
+		}
+		// Asked of the other: a redirect to the owner, which the client follows.
+		resp, err = noFollow.Get("http://" + other.e.HTTPAddr() + "/v1/customers/" + ids[k])
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(loc, "http://"+te.e.HTTPAddr()+"/") {
+			t.Fatalf("non-owner: %d Location %q, want a redirect to %s", resp.StatusCode, loc, te.e.HTTPAddr())
+		}
+		resp, err = http.Get("http://" + other.e.HTTPAddr() + "/v1/customers/" + ids[k])
+		if err != nil {
+			t.Fatal(err)
+		}
+		x = Explanation{}
+		json.NewDecoder(resp.Body).Decode(&x)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || x.CustomerID != ids[k] || !x.Found {
+			t.Fatalf("followed: %d %+v", resp.StatusCode, x)
+		}
+		// A redirected request that lands on a non-owner is answered, not sent on.
+		resp, err = noFollow.Get("http://" + other.e.HTTPAddr() + "/v1/customers/" + ids[k] + "?hop=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var no NotOwned
+		json.NewDecoder(resp.Body).Decode(&no)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || no.Owner != te.e.sc.instance || no.Partition != cluster.Partition(ids[k], parts) {
+			t.Fatalf("hop: %d %+v", resp.StatusCode, no)
+		}
 	}
 }

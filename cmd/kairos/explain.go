@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -47,7 +48,7 @@ func cmdExplain(ctx context.Context, name string, args []string, stdout, stderr 
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := explainClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("ask the engine at %s: %w", addr, err)
 	}
@@ -118,6 +119,20 @@ func adminEndpoint(addrFlag, tokenFileFlag, configPath string) (addr, token stri
 	}
 	return addr, token, err
 }
+
+// explainClient follows a cluster instance's redirect to the instance that
+// owns the customer (one hop), sending the bearer token again: the
+// instances of a cluster share the admin token, and Go's client drops it
+// on a redirect to another host.
+var explainClient = &http.Client{CheckRedirect: func(req *http.Request, via []*http.Request) error {
+	if len(via) > 1 {
+		return errors.New("more than one redirect")
+	}
+	if a := via[0].Header.Get("Authorization"); a != "" {
+		req.Header.Set("Authorization", a)
+	}
+	return nil
+}}
 
 // clientAddr turns a listen address into one to connect to: a wildcard
 // host (":9464", "0.0.0.0:9464", "[::]:9464") becomes the loopback address.

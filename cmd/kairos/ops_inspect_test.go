@@ -2,10 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kairos-engine/kairos/engine"
 )
 
 // TestInspectSendsTheBearerToken runs the binary with http.token_file set
@@ -75,5 +80,32 @@ func TestClientAddr(t *testing.T) {
 		if got := clientAddr(listen); got != want {
 			t.Errorf("clientAddr(%q) = %q, want %q", listen, got, want)
 		}
+	}
+}
+
+// TestExplainFollowsTheOwnerWithTheToken: in cluster mode an instance
+// that does not own the customer redirects to the owner (another host);
+// kairos explain follows and sends the bearer token again, which Go's
+// client would drop.
+func TestExplainFollowsTheOwnerWithTheToken(t *testing.T) {
+	const token = "cluster-token-0123456789abcdef"
+	owner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+token {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		json.NewEncoder(w).Encode(engine.Explanation{CustomerID: "C9", Found: true, Timezone: "UTC"})
+	}))
+	defer owner.Close()
+	// Another host name for the owner: localhost rather than 127.0.0.1.
+	ownerAddr := strings.Replace(owner.Listener.Addr().String(), "127.0.0.1", "localhost", 1)
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://"+ownerAddr+r.URL.Path+"?hop=1", http.StatusTemporaryRedirect)
+	}))
+	defer other.Close()
+	t.Setenv("KAIROS_HTTP_TOKEN", token)
+	out, errOut, code := kairosCmd(t, context.Background(), "explain", "--http", other.Listener.Addr().String(), "C9")
+	if code != 0 || !strings.Contains(out, "customer C9") {
+		t.Fatalf("exit %d:\n%s%s", code, out, errOut)
 	}
 }

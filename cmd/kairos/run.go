@@ -21,6 +21,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	natsListen := fs.String("nats-listen", "", "embedded NATS client address (default 127.0.0.1:4222)")
 	httpAddr := fs.String("http", "", "metrics and health address, or off (default 127.0.0.1:9464)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (default info)")
+	instance := fs.String("instance", "", "cluster mode: this instance's id (cluster.instance; e.g. the pod name)")
+	advertise := fs.String("advertise", "", "cluster mode: the HTTP address the other instances redirect to (cluster.advertise)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -45,6 +47,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	override("nats-listen", &cfg.NATS.Listen, *natsListen)
 	override("http", &cfg.HTTP.Listen, *httpAddr)
 	override("log-level", &cfg.Log.Level, *logLevel)
+	override("instance", &cfg.Cluster.Instance, *instance)
+	override("advertise", &cfg.Cluster.Advertise, *advertise)
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return err

@@ -21,7 +21,8 @@
 // DefaultBucket (KAIROS_CLUSTER; History 1, TTL = the lease TTL,
 // LimitMarkerTTL = the lease TTL, metadata kairos_partitions = P):
 //
-//	members.<instance>   the instance's heartbeat; value: the instance id
+//	members.<instance>   the instance's heartbeat; value: its advertised
+//	                     address (ManagerConfig.Advertise), else its id
 //	lease.<p>            the lease of partition p; value: the owner's id
 //
 // The bucket's TTL is its max age, so a key not renewed disappears on the

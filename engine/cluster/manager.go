@@ -48,6 +48,10 @@ type ManagerConfig struct {
 	ReleaseTimeout time.Duration
 	// Logger receives the manager's logs; discarded when nil.
 	Logger *slog.Logger
+	// Advertise is stored as the value of the instance's member key
+	// ("members.<instance>") for others to read: the engine puts its HTTP
+	// address there. The instance id when empty.
+	Advertise string
 }
 
 // Kind is the kind of a Change.
@@ -383,6 +387,22 @@ func leaseKey(p int) string { return "lease." + strconv.Itoa(p) }
 
 func (l *loop) memberKey() string { return "members." + l.self }
 
+// memberValue is what the member key holds: the advertised address.
+func (l *loop) memberValue() []byte {
+	if l.m.cfg.Advertise != "" {
+		return []byte(l.m.cfg.Advertise)
+	}
+	return []byte(l.self)
+}
+
+// LeaseKey is the bucket key of partition p's lease; its value is the
+// owner's instance id.
+func LeaseKey(p int) string { return leaseKey(p) }
+
+// MemberKey is the bucket key of an instance's membership; its value is
+// ManagerConfig.Advertise.
+func MemberKey(instance string) string { return "members." + instance }
+
 // opCtx bounds one KV operation; the operations outlive Run's context so
 // that the graceful release can still talk to NATS.
 func (l *loop) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -526,7 +546,7 @@ func (l *loop) join(ctx context.Context) {
 	}
 	octx, cancel := l.opCtx(ctx)
 	defer cancel()
-	rev, err := l.kv.Create(octx, l.memberKey(), []byte(l.self))
+	rev, err := l.kv.Create(octx, l.memberKey(), l.memberValue())
 	switch {
 	case err == nil:
 		l.member, l.waitOld = rev, false
@@ -559,7 +579,7 @@ func (l *loop) renew(ctx context.Context) {
 	defer func() { l.m.renewRound.Store(int64(time.Since(start))) }()
 	if l.member != 0 && !l.stopping {
 		octx, cancel := l.opCtx(ctx)
-		rev, err := l.kv.Update(octx, l.memberKey(), []byte(l.self), l.member)
+		rev, err := l.kv.Update(octx, l.memberKey(), l.memberValue(), l.member)
 		cancel()
 		switch {
 		case err == nil:
