@@ -64,6 +64,12 @@ type Config struct {
 	// MetricsURL is the /metrics of an external engine (optional).
 	MetricsURL string
 	InFlight   int // the publisher's bound on unacknowledged publishes (default 8192)
+	// Instances is how many engines the bench starts (default 1). Above
+	// one, and for every point of an instances sweep, they run in cluster
+	// mode (cluster.go) against a nats-server the bench starts.
+	Instances int
+	// Partitions is cluster.partitions in cluster mode (default 32).
+	Partitions int
 
 	// Output.
 	Out        string    // directory for report.json, report.md and the plots; "" writes none
@@ -82,27 +88,42 @@ type Config struct {
 	profiled *atomic.Bool // the CPU profile was taken
 }
 
+// clustered says whether the points run engines in cluster mode.
+func (c *Config) clustered() bool {
+	return c.Instances > 1 || c.Sweep != nil && c.Sweep.Dim == "instances"
+}
+
+// SingleInstance is the value "single" of an instances sweep: one engine
+// in single-instance mode (no cluster mode).
+const SingleInstance = 0
+
 // Sweep varies one dimension over a list of values; each is a point of
 // the report.
 type Sweep struct {
-	Dim    string // rules, customers or rate
+	Dim    string // rules, customers, rate or instances
 	Values []int
 }
 
 // ParseSweep reads dim=v1,v2,... where values may end in k (thousands) or
-// M (millions): "customers=10k,1M,10M".
+// M (millions): "customers=10k,1M,10M". An instances sweep may also list
+// "single" (stored as SingleInstance): one engine in single-instance mode,
+// beside the cluster-mode points.
 func ParseSweep(s string) (*Sweep, error) {
 	dim, list, ok := strings.Cut(s, "=")
 	if !ok {
-		return nil, fmt.Errorf("--sweep %q: want dim=v1,v2,... (rules, customers or rate)", s)
+		return nil, fmt.Errorf("--sweep %q: want dim=v1,v2,... (rules, customers, rate or instances)", s)
 	}
 	switch dim {
-	case "rules", "customers", "rate":
+	case "rules", "customers", "rate", "instances":
 	default:
-		return nil, fmt.Errorf("--sweep %q: can sweep rules, customers or rate", s)
+		return nil, fmt.Errorf("--sweep %q: can sweep rules, customers, rate or instances", s)
 	}
 	sw := &Sweep{Dim: dim}
 	for _, v := range strings.Split(list, ",") {
+		if dim == "instances" && strings.TrimSpace(v) == "single" {
+			sw.Values = append(sw.Values, SingleInstance)
+			continue
+		}
 		n, err := ParseCount(strings.TrimSpace(v))
 		if err != nil {
 			return nil, fmt.Errorf("--sweep %s: %w", dim, err)
@@ -189,6 +210,12 @@ func (c *Config) Defaults() {
 	if c.InFlight == 0 {
 		c.InFlight = 8192
 	}
+	if c.Instances == 0 {
+		c.Instances = 1
+	}
+	if c.Partitions == 0 {
+		c.Partitions = 32
+	}
 	if c.Engine.Policy == "" {
 		c.Engine.Policy = "default"
 	}
@@ -239,6 +266,25 @@ func (c *Config) Validate() error {
 	}
 	if c.CPUProfile != "" && (c.Launcher == nil || c.Launcher.Mode() != "in-process") {
 		bad("--cpuprofile needs --engine in-process (a child engine cannot be profiled from the bench)")
+	}
+	if c.Instances < 1 || c.Instances > 64 {
+		bad("--instances must be 1 to 64")
+	}
+	if c.Partitions < 1 || c.Partitions > 1024 {
+		bad("--partitions must be 1 to 1024")
+	}
+	if c.Sweep != nil && c.Sweep.Dim == "instances" {
+		for _, v := range c.Sweep.Values {
+			if v > 64 {
+				bad("--sweep instances: %d is more than 64 instances", v)
+			}
+		}
+		if c.Instances != 1 {
+			bad("--sweep instances and --instances both choose the instances; use one")
+		}
+	}
+	if c.Instances > 1 && c.Launcher == nil {
+		bad("--instances needs the bench to start the engines; not with --nats-url")
 	}
 	if c.Engine.Policy != "default" && c.Engine.Policy != "none" {
 		bad("--policy must be default or none")

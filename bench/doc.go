@@ -14,6 +14,10 @@
 //     rules.Load.
 //   - target.go: how an engine is started (Launcher: a child kairos run,
 //     or in-process through cmd/kairos) and measured (Target).
+//   - cluster.go: --instances and --sweep instances: N engines in cluster
+//     mode against the bench's nats-server, the wait for the partitions to
+//     spread, lag summed over the partition consumers, the ratio to one
+//     instance.
 //   - driver.go: the open-loop publisher, the offers consumer, latency by
 //     event sequence number, consumer lag.
 //   - baseline.go: the transport limit, a consumer that does the engine's

@@ -29,6 +29,9 @@ type subjects struct {
 	offersStream  string
 	durable       string // the consumer whose lag is sampled
 	offersSubject string // filter of the offers consumer
+	// partitioned says the engines run in cluster mode: the events are
+	// consumed by one consumer per partition, <durable>-p<N>.
+	partitioned bool
 }
 
 // driver publishes one workload to one side (engine or baseline) and
@@ -59,7 +62,12 @@ type driver struct {
 	measured atomic.Int64 // offers recorded in the window
 	offers   atomic.Int64 // every offer of this run id
 	other    atomic.Int64 // offers not of this run, or too old to match
-	lastOff  atomic.Uint64
+	received atomic.Int64 // every offer the consumer received
+	// fingerprint is the sum of offerHash over the offers of this run id:
+	// the same for the same set of offers (and their duplicates), in any
+	// order.
+	fingerprint atomic.Uint64
+	lastOff     atomic.Uint64
 
 	cc jetstream.ConsumeContext
 }
@@ -106,10 +114,11 @@ func (d *driver) stop() {
 // event it names.
 func (d *driver) onOffer(m jetstream.Msg) {
 	now := time.Now().UnixNano()
+	d.received.Add(1)
 	if md, err := m.Metadata(); err == nil {
 		d.lastOff.Store(md.Sequence.Stream)
 	}
-	id, err := d.offerEventID(m.Data())
+	id, rule, err := d.offerIDs(m.Data())
 	if err != nil || !strings.HasPrefix(id, d.runID) || len(id) <= len(d.runID) || id[len(d.runID)] != '-' {
 		d.other.Add(1)
 		return
@@ -120,6 +129,7 @@ func (d *driver) onOffer(m jetstream.Msg) {
 		return
 	}
 	d.offers.Add(1)
+	d.fingerprint.Add(offerHash(seq, rule))
 	d.mu.Lock()
 	lo, hi, rec := d.lo, d.hi, d.rec
 	d.mu.Unlock()
@@ -283,6 +293,18 @@ func customerIndex(id string) int {
 	return n
 }
 
+// consumerState reads a side's backlog (messages not yet delivered plus
+// delivered and not yet acknowledged) and a count that grows by one with
+// each event fully processed: the ack floor of the engine's consumer, or in
+// cluster mode the events stored minus the backlog of the partition
+// consumers.
+func consumerState(ctx context.Context, js jetstream.JetStream, sub subjects) (lag int64, done uint64, err error) {
+	if sub.partitioned {
+		return partitionedState(ctx, js, sub.eventsStream, sub.durable)
+	}
+	return lagOf(ctx, js, sub.eventsStream, sub.durable)
+}
+
 // lagOf reads the sampled consumer's backlog: messages not yet delivered
 // plus delivered and not yet acknowledged, and its ack floor.
 func lagOf(ctx context.Context, js jetstream.JetStream, stream, durable string) (lag int64, ackFloor uint64, err error) {
@@ -296,15 +318,38 @@ func lagOf(ctx context.Context, js jetstream.JetStream, stream, durable string) 
 	return int64(info.NumPending) + int64(info.NumAckPending), info.AckFloor.Stream, nil
 }
 
+// offerHash hashes an offer by its event's sequence number and its rule
+// (FNV-1a of the rule, mixed with the sequence by SplitMix64's finalizer).
+func offerHash(seq uint64, rule string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(rule); i++ {
+		h ^= uint64(rule[i])
+		h *= 1099511628211
+	}
+	x := h ^ (seq * 0x9e3779b97f4a7c15)
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
 // offerEventID returns the event_id field of an offer, msgpack or JSON,
 // without decoding the rest.
 func (d *driver) offerEventID(data []byte) (string, error) {
+	id, _, err := d.offerIDs(data)
+	return id, err
+}
+
+// offerIDs returns the event_id and rule_id fields of an offer, msgpack or
+// JSON, decoding no further than event_id (rule_id comes before it in the
+// engine's encoding; it is "" when it does not).
+func (d *driver) offerIDs(data []byte) (eventID, ruleID string, err error) {
 	if len(data) > 0 && data[0] == '{' {
 		var o struct {
 			EventID string `json:"event_id"`
+			RuleID  string `json:"rule_id"`
 		}
 		err := json.Unmarshal(data, &o)
-		return o.EventID, err
+		return o.EventID, o.RuleID, err
 	}
 	if d.dec == nil {
 		d.dec = msgpack.NewDecoder(nil)
@@ -314,19 +359,26 @@ func (d *driver) offerEventID(data []byte) (string, error) {
 	dec.Reset(&d.rd)
 	n, err := dec.DecodeMapLen()
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	for range n {
 		k, err := dec.DecodeString()
 		if err != nil {
-			return "", err
+			return "", "", err
 		}
-		if k == "event_id" {
-			return dec.DecodeString()
-		}
-		if err := dec.Skip(); err != nil {
-			return "", err
+		switch k {
+		case "event_id":
+			id, err := dec.DecodeString()
+			return id, ruleID, err
+		case "rule_id":
+			if ruleID, err = dec.DecodeString(); err != nil {
+				return "", "", err
+			}
+		default:
+			if err := dec.Skip(); err != nil {
+				return "", "", err
+			}
 		}
 	}
-	return "", errors.New("offer has no event_id")
+	return "", "", errors.New("offer has no event_id")
 }

@@ -28,6 +28,9 @@ type EngineStats struct {
 	BatchMillisMean     float64 `json:"batch_ms_mean"`
 	CommitMillisMean    float64 `json:"commit_ms_mean"`
 	CommitBytesPerEvent float64 `json:"commit_bytes_per_event"`
+	// ChangelogMillisMean is the mean write of a batch to the changelog,
+	// before the Badger commit (cluster mode only).
+	ChangelogMillisMean float64 `json:"changelog_ms_mean,omitempty"`
 }
 
 // metricsSnapshot is the sum of each metric's samples by name, and by
@@ -104,6 +107,9 @@ func engineStats(a, b metricsSnapshot) *EngineStats {
 	if n := d("kairos_state_commit_duration_seconds_count"); n > 0 {
 		s.CommitMillisMean = 1000 * d("kairos_state_commit_duration_seconds_sum") / n
 	}
+	if n := d("kairos_cluster_changelog_commit_seconds_count"); n > 0 {
+		s.ChangelogMillisMean = 1000 * d("kairos_cluster_changelog_commit_seconds_sum") / n
+	}
 	return s
 }
 
@@ -128,4 +134,25 @@ func splitLabels(s string) []string {
 		out = append(out, s[start:])
 	}
 	return out
+}
+
+// mergeSnapshots sums the snapshots of several engine instances; nil when
+// there is none or one of them is nil.
+func mergeSnapshots(ms []metricsSnapshot) metricsSnapshot {
+	if len(ms) == 0 {
+		return nil
+	}
+	if len(ms) == 1 {
+		return ms[0]
+	}
+	sum := metricsSnapshot{}
+	for _, m := range ms {
+		if m == nil {
+			return nil
+		}
+		for k, v := range m {
+			sum[k] += v
+		}
+	}
+	return sum
 }

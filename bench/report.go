@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -56,6 +57,11 @@ type Setup struct {
 	Sweep     string        `json:"sweep,omitempty"`
 	InFlight  int           `json:"publish_in_flight"`
 	WaitIdle  float64       `json:"wait_idle_cpus,omitempty"`
+	// Instances is --instances (1 unless set; an instances sweep sets it
+	// per point); Cluster describes cluster mode, "" when the engine ran
+	// as a single instance.
+	Instances int    `json:"instances"`
+	Cluster   string `json:"cluster,omitempty"`
 }
 
 // Point is one engine (one rule set, one customer population) and the
@@ -64,6 +70,36 @@ type Point struct {
 	Label     string `json:"label"`
 	Customers int    `json:"customers"`
 	Rules     int    `json:"rules"`
+	// Instances is how many engines ran (0 for an engine the bench did
+	// not start); Cluster says they ran in cluster mode.
+	Instances int  `json:"instances"`
+	Cluster   bool `json:"cluster,omitempty"`
+	// PerInstance is each instance's partitions, usage, disk, and events
+	// and offers over the whole point, in cluster mode.
+	PerInstance []InstanceStats `json:"per_instance,omitempty"`
+	// ThroughputVs1 is, in an instances sweep, this point's throughput
+	// over the 1-instance point's: with --max the highest rates within the
+	// SLO, otherwise processed events/s at the same target rate.
+	ThroughputVs1 float64 `json:"throughput_vs_1_instance,omitempty"`
+	// OffersEmitted is the offers the engines counted over the point
+	// (kairos_offers_total, summed over the instances), OffersReceived the
+	// offers the bench's consumer received from the offers stream over the
+	// same time: equal when no offer was lost or duplicated on the way.
+	OffersEmitted  int64 `json:"offers_emitted,omitempty"`
+	OffersReceived int64 `json:"offers_received"`
+	// OffersOfEvents is the offers received for the point's own events
+	// (warm-ups and runs), and OfferFingerprint an order-independent hash
+	// of them (event sequence number and rule): two points that sent the
+	// same events (same seed, rates and durations) and decided the same
+	// have the same fingerprint.
+	OffersOfEvents   int64  `json:"offers_of_events"`
+	OfferFingerprint string `json:"offer_fingerprint,omitempty"`
+	// SameOffersAs1 is, in an instances sweep at fixed rates, whether the
+	// point's offers are those of the 1-instance point (nil: not compared).
+	SameOffersAs1 *bool `json:"same_offers_as_1_instance,omitempty"`
+	// ChangelogBytes is the size of the changelog stream (cluster mode)
+	// at the end of the point.
+	ChangelogBytes int64 `json:"changelog_bytes,omitempty"`
 	// ProfileLoad is the pre-load of profiles: published as fast as the
 	// publisher's window allows, timed until the engine acknowledged the
 	// last one.
@@ -88,6 +124,36 @@ type Point struct {
 	BaselineRuns    []RunResult `json:"baseline_runs,omitempty"`
 	BaselineBest    int         `json:"baseline_best"`
 	Ratio           *Ratio      `json:"ratio_to_baseline,omitempty"`
+}
+
+// InstanceStats is one engine instance of a cluster-mode point.
+type InstanceStats struct {
+	Name string `json:"name"`
+	// Partitions is how many it owned when the traffic started.
+	Partitions int `json:"partitions"`
+	// CPUSeconds is its CPU time over the whole point (start, profiles,
+	// runs and drains), PeakRSSBytes its peak RSS; both 0 when the
+	// instances share the bench's process.
+	CPUSeconds   float64 `json:"cpu_seconds,omitempty"`
+	PeakRSSBytes int64   `json:"peak_rss_bytes,omitempty"`
+	// DiskBytes is its Badger state directory after it stopped.
+	DiskBytes int64 `json:"disk_bytes,omitempty"`
+	// Events and Offers are what it processed and emitted over the point
+	// (its /metrics at the end).
+	Events int64 `json:"events"`
+	Offers int64 `json:"offers"`
+}
+
+// InstanceRun is one instance's share of a run in cluster mode.
+type InstanceRun struct {
+	Name string `json:"name"`
+	// CPUSeconds is its CPU time over the measured time (0 when the
+	// instances share the bench's process).
+	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
+	// Events and Offers are what it processed and emitted from the start
+	// of the measured time to the end of the drain (its /metrics).
+	Events int64 `json:"events"`
+	Offers int64 `json:"offers"`
 }
 
 // ProfileLoad is the timing of the profile pre-load.
@@ -147,12 +213,15 @@ type RunResult struct {
 	PeakRSSBytes  int64   `json:"peak_rss_bytes,omitempty"`
 	PublishErrors int64   `json:"publish_errors,omitempty"`
 	Unmatched     int64   `json:"unmatched_offers,omitempty"`
-	// Engine is what the engine's /metrics say about the run, when read.
-	Engine    *EngineStats `json:"engine,omitempty"`
-	Sustained bool         `json:"sustained"`
-	WithinSLO bool         `json:"within_slo"`
-	Verdict   string       `json:"verdict"`
-	Timeline  []Tick       `json:"timeline"`
+	// Engine is what the engine's /metrics say about the run, when read
+	// (summed over the instances in cluster mode).
+	Engine *EngineStats `json:"engine,omitempty"`
+	// Instances is each instance's share of the run, in cluster mode.
+	Instances []InstanceRun `json:"instances,omitempty"`
+	Sustained bool          `json:"sustained"`
+	WithinSLO bool          `json:"within_slo"`
+	Verdict   string        `json:"verdict"`
+	Timeline  []Tick        `json:"timeline"`
 }
 
 // Tick is one second of a run, for the lag-over-time view. T is seconds
@@ -239,12 +308,12 @@ func safeName(s string) string {
 // Table writes the terminal summary: one line per run.
 func (r *Report) Table(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "point\tside\ttarget/s\tsent/s\tprocessed/s\toffers/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tquiet p50/p99 (s)\tlag max\tcpu s\tother cpu s\tverdict\t")
+	fmt.Fprintln(tw, "point\tside\tinstances\ttarget/s\tsent/s\tprocessed/s\toffers/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tquiet p50/p99 (s)\tlag max\tcpu s\tother cpu s\tverdict\t")
 	for _, p := range r.Points {
 		for _, runs := range [][]RunResult{p.BaselineRuns, p.Runs} {
 			for _, x := range runs {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%.1f\t%s\t\n",
-					p.Label, x.Side, x.TargetRate, x.SentPerSec, x.ProcessedPerSec, x.OffersPerSec,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.0f\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%.1f\t%s\t\n",
+					p.Label, x.Side, instancesCell(p, x), x.TargetRate, x.SentPerSec, x.ProcessedPerSec, x.OffersPerSec,
 					ms(x.Latency.P50), ms(x.Latency.P90), ms(x.Latency.P99), ms(x.Latency.P999), ms(x.Latency.Max), quietCell(x),
 					x.LagMax, cpu(x.CPUSeconds), x.OtherCPUSeconds, x.Verdict)
 			}
@@ -270,6 +339,16 @@ func (r *Report) Table(w io.Writer) {
 		}
 		if p.DiskPerCustomer > 0 {
 			parts = append(parts, fmt.Sprintf("disk %.0f B/customer", p.DiskPerCustomer))
+		}
+		if p.Cluster {
+			parts = append(parts, clusterSummary(&p)...)
+		} else {
+			if p.ThroughputVs1 > 0 {
+				parts = append(parts, fmt.Sprintf("throughput %.2f× the 1-instance cluster-mode point", p.ThroughputVs1))
+			}
+			if p.SameOffersAs1 != nil {
+				parts = append(parts, "same offers as the 1-instance cluster-mode point: "+yesNo(*p.SameOffersAs1))
+			}
 		}
 		if len(parts) > 0 {
 			fmt.Fprintf(w, "%s: %s\n", p.Label, strings.Join(parts, "; "))
@@ -336,6 +415,9 @@ func (r *Report) Markdown(w io.Writer, plots map[int]string) {
 		load += "; sweep " + s.Sweep
 	}
 	fmt.Fprintf(w, "- Load: %s; each run %v measured after %v of warm-up; publisher in-flight window %d.\n", load, s.Duration, s.Warmup, s.InFlight)
+	if s.Cluster != "" {
+		fmt.Fprintf(w, "- Engines: %s.\n", s.Cluster)
+	}
 	if s.WaitIdle > 0 {
 		fmt.Fprintf(w, "- Shared machine: each run waited until other processes used fewer than %.2f CPUs for 5 s (--wait-idle).\n", s.WaitIdle)
 	}
@@ -343,19 +425,20 @@ func (r *Report) Markdown(w io.Writer, plots map[int]string) {
 	fmt.Fprintf(w, "- CPU and RSS: %s.\n\n", s.UsageScope)
 
 	fmt.Fprintf(w, "## Results\n\n")
-	fmt.Fprintf(w, "| point | side | target/s | sent/s | processed/s | offers/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | quiet p50 / p99 ms (s) | lag max | CPU s | bench CPU s | other CPU s | verdict |\n")
-	fmt.Fprintf(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	fmt.Fprintf(w, "| point | side | instances | target/s | sent/s | processed/s | offers/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | quiet p50 / p99 ms (s) | lag max | CPU s | bench CPU s | other CPU s | verdict |\n")
+	fmt.Fprintf(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
 	for _, p := range r.Points {
 		for _, runs := range [][]RunResult{p.BaselineRuns, p.Runs} {
 			for _, x := range runs {
-				fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %d | %s | %s | %.1f | %s |\n",
-					p.Label, x.Side, x.TargetRate, x.SentPerSec, x.ProcessedPerSec, x.OffersPerSec,
+				fmt.Fprintf(w, "| %s | %s | %s | %d | %.0f | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %d | %s | %s | %.1f | %s |\n",
+					p.Label, x.Side, instancesCell(p, x), x.TargetRate, x.SentPerSec, x.ProcessedPerSec, x.OffersPerSec,
 					ms(x.Latency.P50), ms(x.Latency.P90), ms(x.Latency.P99), ms(x.Latency.P999), ms(x.Latency.Max), quietCell(x),
 					x.LagMax, cpu(x.CPUSeconds), cpu(x.BenchCPUSeconds), x.OtherCPUSeconds, x.Verdict)
 			}
 		}
 	}
 	fmt.Fprintln(w)
+	r.scaleOutMarkdown(w)
 	for i, p := range r.Points {
 		fmt.Fprintf(w, "### %s\n\n", p.Label)
 		fmt.Fprintf(w, "- %d customers, %d rules.\n", p.Customers, p.Rules)
@@ -383,6 +466,17 @@ func (r *Report) Markdown(w io.Writer, plots map[int]string) {
 			fmt.Fprintf(w, "- Badger state after the engine stopped: %s for %d customers with state, %.0f bytes per customer, after %d events (%.1f per customer).\n",
 				mib(p.DiskBytes), p.CustomersWithState, p.DiskPerCustomer, p.Events, float64(p.Events)/float64(max(1, p.CustomersWithState)))
 		}
+		if p.OffersEmitted > 0 || p.OffersReceived > 0 {
+			by := "the engine"
+			if p.Cluster {
+				by = fmt.Sprintf("the %d instances", p.Instances)
+			}
+			fmt.Fprintf(w, "- Offers over the point: %d emitted by %s (kairos_offers_total), %d received by the bench from the offers stream.\n",
+				p.OffersEmitted, by, p.OffersReceived)
+		}
+		if p.Cluster {
+			instanceMarkdown(w, &p)
+		}
 		if name, ok := plots[i]; ok {
 			fmt.Fprintf(w, "\n![latency percentiles against rate](%s)\n", name)
 		}
@@ -393,12 +487,21 @@ func (r *Report) Markdown(w io.Writer, plots map[int]string) {
 			}
 		}
 		if len(internals) > 0 {
-			fmt.Fprintf(w, "\nWhat the engine's /metrics say about each run (from the start of the measured time until the engine caught up):\n\n")
-			fmt.Fprintf(w, "| target/s | rule matches/event | offers emitted/event | suppressed/event | batch size | batch ms | commit ms | commit bytes/event | CPU µs/event |\n|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+			fmt.Fprintf(w, "\nWhat the engine's /metrics say about each run (from the start of the measured time until the engine caught up")
+			cl, clHead, clSep := "", "", ""
+			if p.Cluster {
+				fmt.Fprintf(w, "; summed over the instances, batch and commit figures are their means")
+				clHead, clSep = " changelog ms |", "--:|"
+			}
+			fmt.Fprintf(w, "):\n\n")
+			fmt.Fprintf(w, "| target/s | rule matches/event | offers emitted/event | suppressed/event | batch size | batch ms |%s commit ms | commit bytes/event | CPU µs/event |\n|--:|--:|--:|--:|--:|--:|%s--:|--:|--:|\n", clHead, clSep)
 			for _, x := range internals {
 				e := x.Engine
-				fmt.Fprintf(w, "| %d | %.2f | %.3f | %.3f | %.0f | %.1f | %.1f | %.0f | %.0f |\n", x.TargetRate, e.MatchesPerEvent, e.EmittedPerEvent, e.SuppressedPerEvent,
-					e.BatchSizeMean, e.BatchMillisMean, e.CommitMillisMean, e.CommitBytesPerEvent, x.CPUMicrosPerEvent)
+				if p.Cluster {
+					cl = fmt.Sprintf(" %.1f |", e.ChangelogMillisMean)
+				}
+				fmt.Fprintf(w, "| %d | %.2f | %.3f | %.3f | %.0f | %.1f |%s %.1f | %.0f | %.0f |\n", x.TargetRate, e.MatchesPerEvent, e.EmittedPerEvent, e.SuppressedPerEvent,
+					e.BatchSizeMean, e.BatchMillisMean, cl, e.CommitMillisMean, e.CommitBytesPerEvent, x.CPUMicrosPerEvent)
 			}
 		}
 		for _, x := range append(append([]RunResult{}, p.BaselineRuns...), p.Runs...) {
@@ -437,4 +540,149 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// instancesCell is the instances column: "1" for a single engine, "N
+// cluster" in cluster mode, "-" for the baseline or an engine the bench did
+// not start.
+func instancesCell(p Point, x RunResult) string {
+	switch {
+	case x.Side != "engine" || p.Instances == 0:
+		return "-"
+	case p.Cluster:
+		return fmt.Sprintf("%d cluster", p.Instances)
+	}
+	return "1"
+}
+
+// clusterSummary is the terminal summary of a cluster-mode point.
+func clusterSummary(p *Point) []string {
+	var parts []string
+	if p.ThroughputVs1 > 0 {
+		parts = append(parts, fmt.Sprintf("throughput %.2f× the 1-instance point", p.ThroughputVs1))
+	}
+	var owned, events []string
+	var total int64
+	for _, in := range p.PerInstance {
+		total += in.Events
+	}
+	for _, in := range p.PerInstance {
+		owned = append(owned, fmt.Sprint(in.Partitions))
+		if total > 0 {
+			events = append(events, fmt.Sprintf("%.0f%%", 100*float64(in.Events)/float64(total)))
+		}
+	}
+	parts = append(parts, "partitions "+strings.Join(owned, "/"))
+	if len(events) > 0 {
+		parts = append(parts, "events "+strings.Join(events, "/"))
+	}
+	parts = append(parts, fmt.Sprintf("offers emitted %d, received %d", p.OffersEmitted, p.OffersReceived))
+	if p.SameOffersAs1 != nil {
+		parts = append(parts, "same offers as the 1-instance point: "+yesNo(*p.SameOffersAs1))
+	}
+	if p.ChangelogBytes > 0 {
+		parts = append(parts, "changelog "+mib(p.ChangelogBytes))
+	}
+	return parts
+}
+
+// scaleOutMarkdown writes the section comparing the cluster-mode points
+// of an instances sweep (or of --instances), with what the comparison can
+// and cannot show on this machine.
+func (r *Report) scaleOutMarkdown(w io.Writer) {
+	pts := r.Points
+	if !slices.ContainsFunc(pts, func(p Point) bool { return p.Cluster }) {
+		return
+	}
+	fmt.Fprintf(w, "## Scale-out\n\n")
+	fmt.Fprintf(w, "| instances | target/s | processed/s | × 1 instance | p50 ms | p99 ms | engines CPU s | CPU µs/event | bench CPU s | other CPU s | peak RSS (sum) | offers emitted / received | same offers as 1 instance | verdict |\n")
+	fmt.Fprintf(w, "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|\n")
+	for _, p := range pts {
+		ratio := "-"
+		if p.ThroughputVs1 > 0 {
+			ratio = fmt.Sprintf("%.2f", p.ThroughputVs1)
+		}
+		peak := "-"
+		if p.PeakRSSBytes > 0 {
+			peak = mib(p.PeakRSSBytes)
+		}
+		same := "-"
+		if p.SameOffersAs1 != nil {
+			same = fmt.Sprintf("%s (%d offers, %s)", yesNo(*p.SameOffersAs1), p.OffersOfEvents, p.OfferFingerprint)
+		}
+		inst := fmt.Sprint(p.Instances)
+		if !p.Cluster {
+			inst = "1 (single-instance mode)"
+		}
+		for _, x := range p.Runs {
+			fmt.Fprintf(w, "| %s | %d | %.0f | %s | %s | %s | %s | %.0f | %s | %.1f | %s | %d / %d | %s | %s |\n",
+				inst, x.TargetRate, x.ProcessedPerSec, ratio, ms(x.Latency.P50), ms(x.Latency.P99), cpu(x.CPUSeconds),
+				x.CPUMicrosPerEvent, cpu(x.BenchCPUSeconds), x.OtherCPUSeconds, peak, p.OffersEmitted, p.OffersReceived, same, x.Verdict)
+		}
+	}
+	fmt.Fprintf(w, "\nEvery instance, the nats-server, the load generator and the offers consumer ran on this machine's %d CPUs. "+
+		"Adding instances here adds no CPU: it splits the same cores between more processes, each with its own batch loop, "+
+		"Badger and per-partition consumers, and adds cluster mode's own work — a consumer per owned partition instead of one, "+
+		"a changelog write (customer records and partition marks, fenced) with every commit, lease renewals. "+
+		"What this measures is that the partitions split the traffic between the instances (events and offers per instance below), "+
+		"that no offer is lost or duplicated on the way (emitted against received), and what cluster mode costs per event (CPU µs/event). "+
+		"It does not measure scale-out: linear scaling needs cores (and disks) per instance, which this machine does not have.\n\n", r.Machine.CPUs)
+	if slices.ContainsFunc(pts, func(p Point) bool { return !p.Cluster }) {
+		fmt.Fprintf(w, "The single-instance mode point runs one engine without cluster mode (one consumer on the events stream, no changelog, no leases): "+
+			"what separates it from the 1-instance point is the cost of cluster mode itself.\n\n")
+	}
+	fmt.Fprintf(w, "At a rate every point sustains, processed/s is the offered rate and its ratio to 1 instance is about 1 by construction: "+
+		"capacity shows only where a point falls behind the offered rate, or with --max. "+
+		"Same offers as 1 instance compares the offers received for the point's own events (event and rule, an order-independent fingerprint) with the 1-instance point's, "+
+		"when both sent the same events (same seed, rates and durations).\n\n")
+}
+
+// instanceMarkdown writes a cluster-mode point's instances.
+func instanceMarkdown(w io.Writer, p *Point) {
+	if len(p.PerInstance) == 0 {
+		return
+	}
+	if p.ChangelogBytes > 0 {
+		fmt.Fprintf(w, "- Changelog stream at the end: %s.\n", mib(p.ChangelogBytes))
+	}
+	var total int64
+	for _, in := range p.PerInstance {
+		total += in.Events
+	}
+	fmt.Fprintf(w, "\n| instance | partitions | events (share) | offers | CPU s (whole point) | peak RSS | disk |\n|---|--:|--:|--:|--:|--:|--:|\n")
+	for _, in := range p.PerInstance {
+		share := 0.0
+		if total > 0 {
+			share = 100 * float64(in.Events) / float64(total)
+		}
+		peak, disk := "-", "-"
+		if in.PeakRSSBytes > 0 {
+			peak = mib(in.PeakRSSBytes)
+		}
+		if in.DiskBytes > 0 {
+			disk = mib(in.DiskBytes)
+		}
+		fmt.Fprintf(w, "| %s | %d | %d (%.0f%%) | %d | %s | %s | %s |\n", in.Name, in.Partitions, in.Events, share, in.Offers, cpu(in.CPUSeconds), peak, disk)
+	}
+	for _, x := range p.Runs {
+		if len(x.Instances) == 0 {
+			continue
+		}
+		var parts []string
+		for _, in := range x.Instances {
+			s := fmt.Sprintf("%s %d events, %d offers", in.Name, in.Events, in.Offers)
+			if in.CPUSeconds > 0 {
+				s += fmt.Sprintf(", %.1f CPU s", in.CPUSeconds)
+			}
+			parts = append(parts, s)
+		}
+		fmt.Fprintf(w, "\nAt %d events/s (CPU over the measured time; events and offers until the drain ended): %s.\n", x.TargetRate, strings.Join(parts, "; "))
+	}
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }

@@ -24,7 +24,7 @@ func run(side string, rate int, p50, p99 float64, ok bool) RunResult {
 
 func sampleReport() *Report {
 	pt := Point{
-		Label: "100 rules, 1M customers", Customers: 1_000_000, Rules: 100,
+		Label: "100 rules, 1M customers", Customers: 1_000_000, Rules: 100, Instances: 1,
 		ProfileLoad:   &ProfileLoad{Count: 1_000_000, Seconds: 20, PerSecond: 50_000},
 		ReadyRSSBytes: 39 << 20, PeakRSSBytes: 900 << 20, DiskBytes: 250_000_000, CustomersWithState: 1_000_000, DiskPerCustomer: 250,
 		Runs:         []RunResult{run("engine", 5000, 1.2, 1.8, true), run("engine", 10000, 1.5, 3, true), run("engine", 20000, 2, 6, true), run("engine", 40000, 9, 40, false)},
@@ -106,7 +106,7 @@ func TestReportWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"# kairos bench report", "| 100 rules, 1M customers | engine | 20000 |", "Highest rate within p99 10ms: **20000 events/s**",
+	for _, want := range []string{"# kairos bench report", "| 100 rules, 1M customers | engine | 1 | 20000 |", "Highest rate within p99 10ms: **20000 events/s**",
 		"Transport limit (baseline) within p99 10ms: **40000 events/s**", "## Targets", "| p99 ≤ 2 ms at 5k events/s | met |", "latency-100-rules--1M-customers.svg"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report.md lacks %q", want)

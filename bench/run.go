@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,15 +32,29 @@ type pointSpec struct {
 	customers int
 	rules     int
 	rates     []int // empty with --max
+	// instances is how many engines run; cluster says they run in cluster
+	// mode (also with one, in an instances sweep).
+	instances int
+	cluster   bool
 }
 
 func plan(cfg *Config) []pointSpec {
-	base := pointSpec{customers: cfg.Customers, rules: cfg.Rules, rates: []int{cfg.Rate}}
+	base := pointSpec{customers: cfg.Customers, rules: cfg.Rules, rates: []int{cfg.Rate}, instances: max(1, cfg.Instances), cluster: cfg.clustered()}
 	if cfg.Max {
 		base.rates = nil
 	}
 	label := func(p pointSpec) string {
-		return fmt.Sprintf("%d rules, %s customers", p.rules, FormatCount(p.customers))
+		l := fmt.Sprintf("%d rules, %s customers", p.rules, FormatCount(p.customers))
+		switch {
+		case !p.cluster && cfg.Sweep != nil && cfg.Sweep.Dim == "instances":
+			l += ", single-instance mode"
+		case !p.cluster:
+		case p.instances == 1:
+			l += ", 1 instance"
+		default:
+			l += fmt.Sprintf(", %d instances", p.instances)
+		}
+		return l
 	}
 	if cfg.Sweep == nil {
 		base.label = label(base)
@@ -62,6 +77,16 @@ func plan(cfg *Config) []pointSpec {
 		for _, v := range cfg.Sweep.Values {
 			p := base
 			p.customers = v
+			p.label = label(p)
+			out = append(out, p)
+		}
+	case "instances":
+		for _, v := range cfg.Sweep.Values {
+			p := base
+			p.instances = v
+			if v == SingleInstance {
+				p.instances, p.cluster = 1, false
+			}
 			p.label = label(p)
 			out = append(out, p)
 		}
@@ -114,10 +139,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			break
 		}
 	}
-	rep.Targets = checkTargets(rep)
-	rep.Notes = append(rep.Notes, notes(rep)...)
+	scaleRatios(rep)
 	rep.Finished = time.Now()
 	rep.Machine.LoadEnd = loadAvg()
+	rep.Targets = checkTargets(rep)
+	rep.Notes = append(rep.Notes, notes(rep)...)
 	if cfg.Out != "" {
 		if err := rep.Write(cfg.Out); err != nil {
 			return rep, errors.Join(runErr, err)
@@ -143,11 +169,26 @@ func newReport(cfg *Config) *Report {
 			nats = "nats-server " + NATSVersion() + " embedded in the engine (file storage), the bench connects over TCP"
 		}
 	}
+	instances := ""
+	if cfg.Launcher != nil && cfg.clustered() {
+		nats = "nats-server " + NATSVersion() + " with JetStream (file storage) started by the bench in its own process; the engine instances connect over TCP"
+		instances = fmt.Sprintf("cluster mode: %d partitions; each instance a %s engine with its own data directory and HTTP port, all on this machine. "+
+			"The points wait until the partitions are owned and spread evenly before any traffic", cfg.Partitions, mode)
+		if mode == "in-process" {
+			scope = "the whole bench process (/proc/self): every engine instance, the nats-server, the load generator and the offers consumer together"
+		} else {
+			scope = "the engine processes (kairos run instances, children of the bench; /proc/<pid>/stat and status), summed over the instances and also given per instance; " +
+				"peak RSS is the sum of each instance's peak; nats-server runs in the bench process and is not counted"
+		}
+	}
 	sweep := ""
 	if cfg.Sweep != nil {
 		vals := make([]string, len(cfg.Sweep.Values))
 		for i, v := range cfg.Sweep.Values {
 			vals[i] = FormatCount(v)
+			if cfg.Sweep.Dim == "instances" && v == SingleInstance {
+				vals[i] = "single"
+			}
 		}
 		sweep = cfg.Sweep.Dim + "=" + strings.Join(vals, ",")
 	}
@@ -172,6 +213,7 @@ func newReport(cfg *Config) *Report {
 			Mix: FormatMix(cfg.Mix), Profiles: profiles, Rules: cfg.Rules, Seed: cfg.Seed, Policy: policy,
 			Rate: cfg.Rate, Max: cfg.Max, SLO: cfg.SLO, Duration: cfg.Duration, Warmup: cfg.Warmup,
 			Baseline: cfg.Baseline, Sweep: sweep, InFlight: cfg.InFlight, WaitIdle: cfg.WaitIdle,
+			Instances: max(1, cfg.Instances), Cluster: instances,
 		},
 	}
 }
@@ -196,6 +238,8 @@ type pointRun struct {
 	// baselineTarget is the baseline's process while it runs, nil when the
 	// baseline runs in the bench's process.
 	baselineTarget Target
+	// cluster is the engine instances in cluster mode, nil otherwise.
+	cluster *clusterTarget
 }
 
 func runPoint(ctx context.Context, cfg *Config, spec pointSpec, dir string, baselines map[string]*Point) (pt *Point, err error) {
@@ -203,6 +247,9 @@ func runPoint(ctx context.Context, cfg *Config, spec pointSpec, dir string, base
 		return nil, err
 	}
 	pt = &Point{Label: spec.label, Customers: spec.customers, Rules: spec.rules, Best: -1, BaselineBest: -1}
+	if cfg.Launcher != nil {
+		pt.Instances, pt.Cluster = spec.instances, spec.cluster
+	}
 	p := &pointRun{cfg: cfg, spec: spec, dir: dir}
 	progress(cfg, "== %s", spec.label)
 
@@ -218,7 +265,7 @@ func runPoint(ctx context.Context, cfg *Config, spec pointSpec, dir string, base
 			return nil, err
 		}
 		natsURL := ""
-		if !cfg.Launcher.EmbedsNATS() {
+		if !cfg.Launcher.EmbedsNATS() || spec.cluster {
 			ns, err = startNATS(filepath.Join(dir, "nats"))
 			if err != nil {
 				return nil, err
@@ -229,19 +276,32 @@ func runPoint(ctx context.Context, cfg *Config, spec pointSpec, dir string, base
 			}()
 			natsURL = ns.ClientURL()
 		}
-		httpAddr, err := freeAddr()
-		if err != nil {
-			return nil, err
-		}
-		ls := LaunchSpec{Dir: dir, ConfigFile: filepath.Join(dir, "kairos.yaml"), DataDir: filepath.Join(dir, "data"), NATSURL: natsURL, HTTPAddr: httpAddr}
-		if err := writeEngineConfig(ls.ConfigFile, cfg.Engine, rulesDir, ls.DataDir, natsURL, httpAddr); err != nil {
-			return nil, err
-		}
-		progress(cfg, "starting the engine (%s, %d rules)", cfg.Launcher.Mode(), spec.rules)
 		t0 := time.Now()
-		p.target, err = cfg.Launcher.Launch(ctx, ls)
-		if err != nil {
-			return nil, err
+		if spec.cluster {
+			progress(cfg, "starting %d engine instances (%s, cluster mode, %d rules)", spec.instances, cfg.Launcher.Mode(), spec.rules)
+			ct, owned, err := launchCluster(ctx, cfg, spec.instances, dir, rulesDir, natsURL)
+			if err != nil {
+				return nil, err
+			}
+			p.cluster, p.target = ct, ct
+			for i, in := range ct.insts {
+				pt.PerInstance = append(pt.PerInstance, InstanceStats{Name: in.name, Partitions: owned[i]})
+			}
+			progress(cfg, "partitions owned: %v", owned)
+		} else {
+			httpAddr, err := freeAddr()
+			if err != nil {
+				return nil, err
+			}
+			ls := LaunchSpec{Dir: dir, ConfigFile: filepath.Join(dir, "kairos.yaml"), DataDir: filepath.Join(dir, "data"), NATSURL: natsURL, HTTPAddr: httpAddr}
+			if err := writeEngineConfig(ls.ConfigFile, cfg.Engine, rulesDir, ls.DataDir, natsURL, httpAddr, nil); err != nil {
+				return nil, err
+			}
+			progress(cfg, "starting the engine (%s, %d rules)", cfg.Launcher.Mode(), spec.rules)
+			p.target, err = cfg.Launcher.Launch(ctx, ls)
+			if err != nil {
+				return nil, err
+			}
 		}
 		pt.ReadySeconds = time.Since(t0).Seconds()
 		if u, ok := p.target.Usage(); ok {
@@ -258,6 +318,12 @@ func runPoint(ctx context.Context, cfg *Config, spec pointSpec, dir string, base
 		stopped = true
 		if u, ok := p.target.Usage(); ok {
 			pt.PeakRSSBytes = u.PeakRSSBytes
+		}
+		if p.cluster != nil {
+			for i, u := range p.cluster.usages() {
+				pt.PerInstance[i].PeakRSSBytes = u.PeakRSSBytes
+				pt.PerInstance[i].CPUSeconds = u.CPUSeconds
+			}
 		}
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
@@ -344,6 +410,27 @@ func runPoint(ctx context.Context, cfg *Config, spec pointSpec, dir string, base
 		return pt, err
 	}
 
+	// What the engines say they emitted, against what the bench received.
+	pt.OffersReceived = d.received.Load()
+	pt.OffersOfEvents = d.offers.Load()
+	pt.OfferFingerprint = fmt.Sprintf("%016x", d.fingerprint.Load())
+	if ms := p.scrapeEach(ctx, "engine"); len(ms) > 0 && !slices.ContainsFunc(ms, func(m metricsSnapshot) bool { return m == nil }) {
+		for i, m := range ms {
+			pt.OffersEmitted += int64(m["kairos_offers_total"])
+			if i < len(pt.PerInstance) {
+				pt.PerInstance[i].Events = int64(m["kairos_engine_events_total"])
+				pt.PerInstance[i].Offers = int64(m["kairos_offers_total"])
+			}
+		}
+	}
+	if p.cluster != nil {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if s, err := p.js.Stream(cctx, "KAIROS_CHANGELOG"); err == nil {
+			pt.ChangelogBytes = int64(s.CachedInfo().State.Bytes)
+		}
+		cancel()
+	}
+
 	if err := stop(); err != nil {
 		return pt, err
 	}
@@ -351,13 +438,29 @@ func runPoint(ctx context.Context, cfg *Config, spec pointSpec, dir string, base
 	if pt.ProfileLoad != nil {
 		pt.Events += int64(pt.ProfileLoad.Count)
 	}
-	if sd := p.target.StateDir(); sd != "" {
-		if n, err := DiskUsage(sd); err == nil {
-			pt.DiskBytes = n
-			pt.CustomersWithState = d.customersSeen()
-			if pt.CustomersWithState > 0 {
-				pt.DiskPerCustomer = float64(n) / float64(pt.CustomersWithState)
-			}
+	var dirs []string
+	if p.cluster != nil {
+		for _, in := range p.cluster.insts {
+			dirs = append(dirs, in.t.StateDir())
+		}
+	} else if sd := p.target.StateDir(); sd != "" {
+		dirs = append(dirs, sd)
+	}
+	for i, sd := range dirs {
+		n, err := DiskUsage(sd)
+		if err != nil {
+			pt.DiskBytes = 0
+			break
+		}
+		pt.DiskBytes += n
+		if p.cluster != nil {
+			pt.PerInstance[i].DiskBytes = n
+		}
+	}
+	if pt.DiskBytes > 0 {
+		pt.CustomersWithState = d.customersSeen()
+		if pt.CustomersWithState > 0 {
+			pt.DiskPerCustomer = float64(pt.DiskBytes) / float64(pt.CustomersWithState)
 		}
 	}
 	return pt, nil
@@ -376,10 +479,15 @@ func (p *pointRun) engineSubjects(ctx context.Context) (subjects, error) {
 	if err != nil {
 		return subjects{}, fmt.Errorf("no stream holds %s.offers.>: %w", pre, err)
 	}
-	if _, err := p.js.Consumer(cctx, ev, p.cfg.Durable); err != nil {
-		return subjects{}, fmt.Errorf("the engine's consumer %s on %s: %w", p.cfg.Durable, ev, err)
+	durable := p.cfg.Durable
+	if p.cluster != nil {
+		durable += "-p0" // one of the partition consumers, <durable>-p<N>
 	}
-	return subjects{prefix: pre, eventsStream: ev, offersStream: of, durable: p.cfg.Durable, offersSubject: pre + ".offers.>"}, nil
+	if _, err := p.js.Consumer(cctx, ev, durable); err != nil {
+		return subjects{}, fmt.Errorf("the engine's consumer %s on %s: %w", durable, ev, err)
+	}
+	return subjects{prefix: pre, eventsStream: ev, offersStream: of, durable: p.cfg.Durable, offersSubject: pre + ".offers.>",
+		partitioned: p.cluster != nil}, nil
 }
 
 // baseline runs the transport limit: the same traffic through Baseline.
@@ -594,7 +702,7 @@ func (p *pointRun) run(ctx context.Context, d *driver, side string, rate int) (R
 			case <-sctx.Done():
 				return
 			case now := <-t.C:
-				lag, _, _ := lagOf(sctx, p.js, d.sub.eventsStream, d.sub.durable)
+				lag, _, _ := consumerState(sctx, p.js, d.sub)
 				el := now.Sub(last).Seconds()
 				seq, offers := d.pubSeq.Load(), d.offers.Load()
 				var other float64
@@ -655,25 +763,28 @@ func (p *pointRun) run(ctx context.Context, d *driver, side string, rate int) (R
 		err      error
 		u, b     Usage
 		uok      bool
-		m        metricsSnapshot
+		iu       []Usage
+		m        []metricsSnapshot
 		busy     float64
 	}
 	first := make(chan snapshot, 1)
 	go func() {
 		var s snapshot
-		_, s.ackFloor, s.err = lagOf(ctx, p.js, d.sub.eventsStream, d.sub.durable)
+		_, s.ackFloor, s.err = consumerState(ctx, p.js, d.sub)
 		s.u, s.uok = p.usage(side)
+		s.iu = p.instanceUsage(side)
 		s.b, _ = ProcUsage(0)
 		s.busy, _ = machineBusy()
-		s.m = p.scrape(ctx, side)
+		s.m = p.scrapeEach(ctx, side)
 		first <- s
 	}()
 	stopProfile := p.startProfile(side)
 	hi, err := d.publish(ctx, float64(rate), warmEnd, end)
 	t1 := time.Now()
 	measuring.Store(false)
-	lagEnd, af1, lerr := lagOf(ctx, p.js, d.sub.eventsStream, d.sub.durable)
+	lagEnd, af1, lerr := consumerState(ctx, p.js, d.sub)
 	u1, _ := p.usage(side)
+	iu1 := p.instanceUsage(side)
 	b1, _ := ProcUsage(0)
 	busy1, busyOK := machineBusy()
 	stopProfile()
@@ -727,7 +838,11 @@ func (p *pointRun) run(ctx context.Context, d *driver, side string, rate int) (R
 			p.waitOffers(wctx, d)
 		}
 	}
-	r.Engine = engineStats(m0, p.scrape(ctx, side))
+	m1 := p.scrapeEach(ctx, side)
+	r.Engine = engineStats(mergeSnapshots(m0), mergeSnapshots(m1))
+	if p.cluster != nil && side == "engine" {
+		r.Instances = instanceRuns(p.cluster, s0.iu, iu1, m0, m1)
+	}
 	r.Latency = rec.Total()
 	stopSampler()
 	<-samplerDone
@@ -818,17 +933,38 @@ func (p *pointRun) waitIdle(ctx context.Context, side string) (time.Duration, bo
 	return time.Since(start), true
 }
 
-// scrape reads the engine's metrics for engine runs, nil when it cannot.
-func (p *pointRun) scrape(ctx context.Context, side string) metricsSnapshot {
-	url := p.target.MetricsURL()
-	if side != "engine" || url == "" {
+// scrapeEach reads the metrics of each engine instance for engine runs
+// (one in single-instance mode), nil for one it cannot read; nil when
+// there is none to read.
+func (p *pointRun) scrapeEach(ctx context.Context, side string) []metricsSnapshot {
+	if side != "engine" {
 		return nil
 	}
-	m, err := scrapeMetrics(ctx, url)
-	if err != nil {
+	var urls []string
+	if p.cluster != nil {
+		for _, in := range p.cluster.insts {
+			urls = append(urls, in.t.MetricsURL())
+		}
+	} else if u := p.target.MetricsURL(); u != "" {
+		urls = append(urls, u)
+	}
+	out := make([]metricsSnapshot, len(urls))
+	for i, u := range urls {
+		if m, err := scrapeMetrics(ctx, u); err == nil {
+			out[i] = m
+		}
+	}
+	return out
+}
+
+// instanceUsage is each engine instance's usage in cluster mode, for
+// engine runs; nil otherwise or when the instances share the bench's
+// process.
+func (p *pointRun) instanceUsage(side string) []Usage {
+	if side != "engine" || p.cluster == nil {
 		return nil
 	}
-	return m
+	return p.cluster.usages()
 }
 
 // usage is the engine's usage for engine runs; baseline runs measure only
@@ -872,7 +1008,7 @@ func (p *pointRun) waitDrained(ctx context.Context, d *driver) (bool, error) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
-		lag, _, err := lagOf(ctx, p.js, d.sub.eventsStream, d.sub.durable)
+		lag, _, err := consumerState(ctx, p.js, d.sub)
 		if err == nil && lag == 0 {
 			return true, nil
 		}

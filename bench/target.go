@@ -84,8 +84,15 @@ type EngineOptions struct {
 	CacheCustomers int
 }
 
-// writeEngineConfig writes the kairos.yaml of a point.
-func writeEngineConfig(path string, o EngineOptions, rulesDir, dataDir, natsURL, httpAddr string) error {
+// clusterSettings are the cluster section of an instance's kairos.yaml.
+type clusterSettings struct {
+	instance   string
+	partitions int
+}
+
+// writeEngineConfig writes the kairos.yaml of a point, or of one instance
+// of it in cluster mode (cl not nil).
+func writeEngineConfig(path string, o EngineOptions, rulesDir, dataDir, natsURL, httpAddr string, cl *clusterSettings) error {
 	cfg := map[string]any{}
 	if o.Base != "" {
 		b, err := os.ReadFile(o.Base)
@@ -127,6 +134,12 @@ func writeEngineConfig(path string, o EngineOptions, rulesDir, dataDir, natsURL,
 	}
 	if o.CacheCustomers > 0 {
 		section("state")["cache_customers"] = o.CacheCustomers
+	}
+	if cl != nil {
+		c := section("cluster")
+		c["enabled"] = true
+		c["instance"] = cl.instance
+		c["partitions"] = cl.partitions
 	}
 	b, err := yaml.Marshal(cfg)
 	if err != nil {

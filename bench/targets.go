@@ -278,10 +278,14 @@ func join(parts []string) string {
 // notes says what the figures include and where a reader could be misled.
 func notes(r *Report) []string {
 	var n []string
-	switch r.Setup.Mode {
-	case "child":
+	switch {
+	case r.Setup.Cluster != "" && r.Setup.Mode == "child":
+		n = append(n, "Cluster mode: each engine instance runs as a child process (kairos run) against a nats-server in the bench process; engine CPU and RSS are summed over the instance processes; nats-server, the load generator and the offers consumer are bench CPU.")
+	case r.Setup.Cluster != "" && r.Setup.Mode == "in-process":
+		n = append(n, "Cluster mode, in-process: the engine instances, the nats-server, the load generator and the offers consumer share one process; CPU and RSS figures count all of them.")
+	case r.Setup.Mode == "child":
 		n = append(n, "The engine runs as a child process (kairos run) against a nats-server in the bench process, so engine CPU and RSS are the engine's alone; nats-server, the load generator and the offers consumer share the same cores (bench CPU).")
-	case "in-process":
+	case r.Setup.Mode == "in-process":
 		n = append(n, "In-process mode: the engine, its embedded nats-server, the load generator and the offers consumer share one process; CPU and RSS figures count all of them.")
 	}
 	if r.Setup.Baseline {
