@@ -17,9 +17,9 @@ const usage = `kairos — real-time event and opportunity marketing on NATS JetS
 
 Usage:
   kairos run [--config kairos.yaml] [--rules DIR] [--data DIR] [--nats-url URL]
-             [--nats-listen HOST:PORT] [--http HOST:PORT]
+             [--nats-listen HOST:PORT] [--http HOST:PORT] [--instance ID] [--advertise HOST:PORT]
   kairos demo [--customers N] [--rate EVENTS_PER_S] [--duration D]
-  kairos bench [--rate N | --max] [--customers N] [--rules N] [--baseline] [--sweep DIM=V,...] [--out DIR]
+  kairos bench [--rate N | --max] [--customers N] [--rules N] [--baseline] [--instances N] [--sweep DIM=V,...] [--out DIR]
   kairos events publish --type T --customer ID [--attr k=v ...] [--id ID] [--ts TS] [--json]
   kairos offers tail [--channel CH] [--all]
   kairos rules check DIR|FILE...
