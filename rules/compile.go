@@ -86,7 +86,8 @@ type Rule struct {
 	Uses []string
 
 	when    cel.Program
-	tracked bool // evaluated with cost tracking and cancellation
+	tracked bool    // evaluated with cost tracking and cancellation
+	guards  []guard // of when: if one is definitely false, so is when (guard.go)
 	params  []compiledParam
 
 	convWhere   cel.Program // nil: every conversion event counts
@@ -220,6 +221,7 @@ func compile(files []*File, opts Options) (*RuleSet, Errors, error) {
 		lists:     map[string]*list{},
 		macros:    map[string]*macro{},
 		usedBy:    map[string][]string{},
+		guards:    guardFinder{strLists: map[string][]string{}, macroGuards: map[string][]guard{}},
 	}
 	// Number the rules before compiling any expression, so that offers()
 	// can name a rule defined later. Any rule that fails to compile fails
@@ -268,6 +270,7 @@ type compiler struct {
 	macros    map[string]*macro
 	usedBy    map[string][]string // list or macro name to the ids of the rules that use it
 	sizes     map[string]uint64   // list name to its length, for cost estimation
+	guards    guardFinder
 }
 
 // site is where an expression is written: a field of a rule, or a macro.
@@ -326,6 +329,7 @@ func (c *compiler) rule(f *File, def *RuleDef) *Rule {
 	x, ok := c.expr(s, true, def.Enabled)
 	if ok {
 		r.when, r.tracked = x.prog, x.tracked
+		r.guards = c.guards.find(x.checked.Expr(), x.tracked)
 		add(x)
 	}
 	for _, n := range x.uses {
@@ -389,6 +393,7 @@ func (c *compiler) aggregate(a Aggregate) int {
 // compiledExpr is one compiled expression and what it reads.
 type compiledExpr struct {
 	prog    cel.Program
+	checked *ast.AST
 	tracked bool     // evaluated with cost tracking and cancellation
 	cost    uint64   // of the expression itself, without the macros it uses
 	uses    []string // the lists and macros it reads, directly or not
@@ -456,7 +461,7 @@ func (c *compiler) expr(s site, wantBool, register bool) (compiledExpr, bool) {
 		c.fail(s, s.e.Pos, "%s: %v", field, err)
 		return compiledExpr{uses: uses}, false
 	}
-	return compiledExpr{prog: prog, tracked: tracked, cost: est.Max, uses: uses, reads: rd}, true
+	return compiledExpr{prog: prog, checked: nat, tracked: tracked, cost: est.Max, uses: uses, reads: rd}, true
 }
 
 // plan plans a checked expression with the decorator, and with cost

@@ -131,6 +131,13 @@
 // of those that match into plain Go values, and reports each failing rule as
 // an EvalError without stopping the others.
 //
+// Before running a rule's when, Evaluate checks its static guards (guard.go):
+// top-level conjuncts such as event.attrs.k == "s", profile.k in ["a"],
+// event.attrs.k >= 5 or has(profile.k), found at compile time in the checked
+// expression. When one is certainly false for the input, so is the when, and
+// the rule is skipped with the result its program would have given; in any
+// doubt (a missing key, another type, NaN) the program runs.
+//
 // # Concurrency
 //
 // A RuleSet is immutable and safe for concurrent use. An Evaluator holds

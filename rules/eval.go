@@ -63,6 +63,9 @@ type Match struct {
 type Evaluator struct {
 	rs  *RuleSet
 	act activation
+	// noGuards runs every rule's program, its guards unchecked: tests
+	// compare the two ways.
+	noGuards bool
 }
 
 // NewEvaluator returns an evaluator of rs.
@@ -98,7 +101,12 @@ func (e *Evaluator) Evaluate(ctx context.Context, in *Input, dst []Match) (match
 	a.contacts = in.Contacts
 	a.ctx = ctx
 	defer a.reset()
+	attrs, profile := in.Event.Attrs, in.Profile
 	for _, r := range list {
+		if len(r.guards) > 0 && !e.noGuards && guardsFalse(r, attrs, profile) {
+			// when is false: a guard, a top-level conjunct, is (guard.go).
+			continue
+		}
 		ok, err := e.when(ctx, r)
 		if err != nil {
 			errs = append(errs, &EvalError{Rule: r, Err: err})

@@ -152,6 +152,13 @@ func (c *compiler) definitions(files []*File) {
 		t, v := l.def.celValue()
 		opts = append(opts, cel.Constant(l.def.Name, t, v))
 		c.sizes[l.def.Name] = uint64(len(l.def.Values))
+		if l.def.Type == ListString {
+			strs := make([]string, len(l.def.Values))
+			for i, v := range l.def.Values {
+				strs[i] = v.(string)
+			}
+			c.guards.strLists[l.def.Name] = strs
+		}
 	}
 
 	// Parse the macros and find which lists and macros each names.
@@ -356,6 +363,11 @@ func (c *compiler) checkMacro(env *cel.Env, m *macro) {
 	}
 	m.checked, m.cost, m.reads, m.facts = checked, est.Max, rd, exprFacts(s, nat)
 	m.parsed = nil
+	// A macro that is a guard, or a conjunction with some, is false when
+	// one of them is: a rule naming it as a conjunct has them too.
+	if g := c.guards.find(nat.Expr(), hasComprehension(nat.Expr())); len(g) > 0 {
+		c.guards.macroGuards[m.def.Name] = g
+	}
 }
 
 // closure returns every list and macro that an expression naming direct
