@@ -35,6 +35,8 @@ type inMsg struct {
 	seq  uint64
 	recv time.Time
 	src  *source
+	gen  uint32 // the generation of src's consumer that delivered it
+	gap  bool   // a delivery before it was lost (lostDelivery)
 }
 
 // item is an event message within a batch.
@@ -113,6 +115,7 @@ func (e *Engine) loop(ctx context.Context) error {
 			e.handleChange(ctx, ch, ok)
 			continue
 		case <-tick.C:
+			e.realignSources(ctx)
 			e.reloadSuppression()
 			if err := e.releaseWithRetry(ctx); err != nil {
 				return err
@@ -178,6 +181,7 @@ func (e *Engine) loop(ctx context.Context) error {
 		if err := e.processWithRetry(ctx, items); err != nil {
 			return err
 		}
+		e.realignSources(ctx)
 	}
 }
 
@@ -260,9 +264,14 @@ func (e *Engine) process(ctx context.Context, items []item, sequential bool) err
 		if it.src == nil {
 			it.src = e.rt
 		}
-		if it.src.gone {
-			// Its partition went to another instance: leave it
-			// unacknowledged to the new owner.
+		if it.src.gone || (it.msg != nil && it.gen != it.src.gen) {
+			// Its partition went to another instance, or its consumer
+			// is made again: leave it unacknowledged.
+			it.dropped = true
+			continue
+		}
+		if it.gap {
+			e.lostDelivery(it.src)
 			it.dropped = true
 			continue
 		}
@@ -291,7 +300,10 @@ func (e *Engine) process(ctx context.Context, items []item, sequential bool) err
 	switch {
 	case sequential:
 		for i := range items {
-			if it := &items[i]; !it.dup {
+			// Not the dropped ones either, as the workers' path: their
+			// partition went to another instance, and a record of it
+			// would make every commit of the batch fail (no mark).
+			if it := &items[i]; !it.dup && !it.dropped {
 				if err := e.workers[it.worker].process(it); err != nil {
 					e.invalidate()
 					return err

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kairos-engine/kairos/engine/cluster"
 	"github.com/kairos-engine/kairos/state"
 )
 
@@ -77,7 +78,9 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg *Config, sub
 		streamConfig(cfg.Streams.Decisions, cfg.Streams.Replicas, sub.decisions+">"),
 		bt,
 	} {
-		s, err := js.CreateOrUpdateStream(ctx, sc)
+		// Retried when unanswered: instances of a cluster starting
+		// together race to create the same streams.
+		s, err := cluster.CreateOrUpdateStream(ctx, js, sc)
 		if err != nil {
 			return nil, nil, fmt.Errorf("stream %s: %w", sc.Name, err)
 		}

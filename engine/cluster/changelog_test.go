@@ -507,6 +507,34 @@ func TestCommitWithLostReplyIsNotWrittenTwice(t *testing.T) {
 	}
 }
 
+// TestLostReplyOfACommitWithoutCounters retries, through Commit, a commit
+// of marks and records only (most commits touch no budget) whose reply was
+// lost: the retry looks in the mark and finds it stored.
+func TestLostReplyOfACommitWithoutCounters(t *testing.T) {
+	_, _, js := startJS(t)
+	cl := newChangelog(t, js, ChangelogConfig{})
+	ctx := testCtx(t, 10*time.Second)
+	takeover(t, cl, "a", 0)
+	c := &Commit{Marks: []Mark{{Partition: 0, Data: []byte("m")}},
+		Records: []Record{{Partition: 0, Kind: CustomerRecord, Key: "k", Data: []byte("v")}}}
+	msgs, _, err := cl.build(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := cl.newID()
+	ack, err := cl.publish(ctx, id, msgs, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.unknown = []string{id} // the reply was lost
+	if err := cl.Commit(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Seq != ack.Seq || lastSeq(t, js) != ack.Seq {
+		t.Fatalf("retry of a stored commit: seq %d, stream last %d; stored at %d", c.Seq, lastSeq(t, js), ack.Seq)
+	}
+}
+
 func TestTakeoverOfAnEmptyPartition(t *testing.T) {
 	_, _, js := startJS(t)
 	cl := newChangelog(t, js, ChangelogConfig{})

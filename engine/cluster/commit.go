@@ -281,9 +281,13 @@ func (cl *Changelog) committed(c *Commit, refs []fenceRef, last uint64) {
 // first mark (or counter): all of a batch's marks and counters carry its
 // id. It returns the attempt's last sequence.
 func (cl *Changelog) findStored(ctx context.Context, c *Commit, n int) (uint64, bool, error) {
-	subject := cl.CounterSubject(c.Counters[0].Name)
+	// A commit has marks or counters (build checks it); most have no
+	// counter, so the counter's subject is taken only without marks.
+	var subject string
 	if len(c.Marks) > 0 {
 		subject = cl.MarkSubject(c.Marks[0].Partition)
+	} else {
+		subject = cl.CounterSubject(c.Counters[0].Name)
 	}
 	m, err := cl.last(ctx, subject)
 	if err != nil || m == nil {

@@ -77,6 +77,35 @@ func apiPrefix(js jetstream.JetStream) string {
 	return p
 }
 
+// streamRequestTimeout bounds the first stream create or update request of
+// CreateOrUpdateStream; a retry waits twice as long, up to
+// maxStreamRequestTimeout. Such a request takes well under 100ms on a
+// healthy cluster.
+const (
+	streamRequestTimeout    = time.Second
+	maxStreamRequestTimeout = 8 * time.Second
+)
+
+// CreateOrUpdateStream is js.CreateOrUpdateStream, retried while ctx lasts
+// when a request gets no reply. When several clients create the same
+// replicated stream at once, as the instances of a cluster starting
+// together do, a clustered nats-server (2.15 at least) creates the stream
+// but may never answer the requests that lost the race: without a retry
+// the losers wait for their whole deadline and fail. A retry is harmless:
+// creating or updating a stream to the same configuration is idempotent.
+func CreateOrUpdateStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	timeout := streamRequestTimeout
+	for {
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		s, err := js.CreateOrUpdateStream(rctx, cfg)
+		cancel()
+		if err == nil || ctx.Err() != nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
+			return s, err
+		}
+		timeout = min(2*timeout, maxStreamRequestTimeout)
+	}
+}
+
 // storedMsg is a message read from a stream.
 type storedMsg struct {
 	Subject string

@@ -142,6 +142,7 @@ type Manager struct {
 	newTicker func(time.Duration) (<-chan time.Time, func())
 	pauseCh   chan chan struct{} // receives a channel the loop waits on
 	crashed   atomic.Bool        // when set, Run returns at ctx end without releasing
+	muteWatch atomic.Bool        // when set, the watcher's updates are dropped, as by a stalled one, until it restarts
 }
 
 // NewManager checks cfg and returns a Manager; it does no I/O.
@@ -355,6 +356,7 @@ type loop struct {
 	watchCancel  context.CancelFunc
 	fwdDone      chan struct{}
 	ready        bool                // the watcher delivered its initial values
+	lastEvent    time.Time           // when the watcher started or last delivered
 	members      map[string]struct{} // member ids, from the watcher
 	owners       []string            // lease owner per partition, from the watcher
 	member       uint64              // revision of our member key, 0 when not a member
@@ -515,14 +517,20 @@ func (l *loop) startWatcher(ctx context.Context) {
 		return
 	}
 	l.watcher, l.watchCancel = w, cancel
+	l.lastEvent = l.m.now()
 	l.members = make(map[string]struct{})
 	clear(l.owners)
 	done := make(chan struct{})
 	l.fwdDone = done
 	q := l.events
+	m := l.m
+	m.muteWatch.Store(false)
 	go func() {
 		defer close(done)
 		for e := range w.Updates() {
+			if m.muteWatch.Load() {
+				continue
+			}
 			q.push(event{entry: e, init: e == nil})
 		}
 		q.push(event{closed: true})
@@ -564,6 +572,17 @@ func (l *loop) join(ctx context.Context) {
 }
 
 func (l *loop) tick(ctx context.Context) {
+	if l.watcher != nil && !l.stopping && l.member != 0 && l.m.now().Sub(l.lastEvent) > 2*l.ttl {
+		// Our own member renewals, every TTL/3, come back through the
+		// watcher: nothing for two TTLs means it stalled. nats.go's
+		// ordered consumer behind it can stop delivering without
+		// closing it, when a NATS node shuts down: the view of members
+		// and leases would freeze, and the partitions of a member that
+		// left would stay without an owner.
+		l.m.log.Warn("bucket watcher stalled; restarting", "quiet_for", l.m.now().Sub(l.lastEvent).Round(time.Millisecond))
+		l.stopWatcher()
+		l.events.take() // its last updates and its closed mark
+	}
 	if l.watcher == nil && !l.stopping {
 		l.startWatcher(ctx)
 	}
@@ -758,6 +777,9 @@ func (l *loop) deleteLease(ctx context.Context, p int) {
 
 func (l *loop) handleEvents(ctx context.Context) {
 	for _, e := range l.events.take() {
+		if !e.closed {
+			l.lastEvent = l.m.now()
+		}
 		switch {
 		case e.closed:
 			if !l.stopping {

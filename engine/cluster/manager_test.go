@@ -316,6 +316,22 @@ func TestManagerReportsLostLeasesAfterAPause(t *testing.T) {
 	eventually(t, 15*time.Second, "a rejoins and the members rebalance", func() bool { return balanced(8, a, b) })
 }
 
+// TestManagerRestartsAStalledWatcher: a bucket watcher that stops
+// delivering without closing (nats.go's can, when a NATS node shuts down)
+// is restarted, so that a member that left is still seen leaving.
+func TestManagerRestartsAStalledWatcher(t *testing.T) {
+	_, _, js := startJS(t)
+	cfg := func(id string) ManagerConfig {
+		return ManagerConfig{Instance: id, Partitions: 4, LeaseTTL: time.Second}
+	}
+	a := startMember(t, js, cfg("a"), false)
+	b := startMember(t, js, cfg("b"), false)
+	eventually(t, 15*time.Second, "2 members balanced", func() bool { return balanced(4, a, b) })
+	a.m.muteWatch.Store(true)
+	b.crash(t)
+	eventually(t, 15*time.Second, "a owns all 4", func() bool { return balanced(4, a) })
+}
+
 func TestManagerRenewsWhileAReleaseIsUnacknowledged(t *testing.T) {
 	_, _, js := startJS(t)
 	cfg := func(id string) ManagerConfig {
