@@ -410,7 +410,14 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 
 	schedCtx, stopScheduler := context.WithCancel(ctx)
 	schedDone := make(chan struct{})
-	go func() { defer close(schedDone); e.scheduler(schedCtx, mustDuration(e.cfg.Batch.CheckInterval)) }()
+	// A job new to the bucket starts from now, the start, not from the
+	// scheduler goroutine's first check, which a loaded machine may run
+	// after a scheduled time has passed.
+	schedStart := e.now()
+	go func() {
+		defer close(schedDone)
+		e.scheduler(schedCtx, mustDuration(e.cfg.Batch.CheckInterval), schedStart)
+	}()
 	stops = append(stops, func() { stopScheduler(); <-schedDone })
 
 	rctx, stopReloader := context.WithCancel(ctx)

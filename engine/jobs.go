@@ -217,8 +217,9 @@ func PublishBatch(ctx context.Context, js jetstream.JetStream, prefix string, ev
 // scheduler fires the configured jobs at their scheduled times. The last
 // time each fired is kept in the JetStream key-value bucket
 // KAIROS_BATCH_JOBS, so a job fires once per scheduled time even across
-// restarts, and a run missed while down is caught up once.
-func (e *Engine) scheduler(ctx context.Context, every time.Duration) {
+// restarts, and a run missed while down is caught up once. A job new to
+// the bucket starts from start: no catch-up of the slots before it.
+func (e *Engine) scheduler(ctx context.Context, every time.Duration, start time.Time) {
 	if len(e.cfg.Batch.Jobs) == 0 {
 		return
 	}
@@ -262,10 +263,13 @@ func (e *Engine) scheduler(ctx context.Context, every time.Duration) {
 				case errors.Is(err, jetstream.ErrKeyNotFound):
 					// A new job starts from now: no catch-up of the slots
 					// before it was deployed.
-					if _, err := kv.Create(ctx, k.key, []byte(e.now().Format(time.RFC3339Nano))); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-						e.log.Error("batch scheduler: cannot record a new job", "job", j.job.Name, "err", err)
+					if _, err := kv.Create(ctx, k.key, []byte(start.Format(time.RFC3339Nano))); err != nil {
+						if !errors.Is(err, jetstream.ErrKeyExists) {
+							e.log.Error("batch scheduler: cannot record a new job", "job", j.job.Name, "err", err)
+						}
+						continue // read again at the next check
 					}
-					continue
+					last = start
 				default:
 					e.log.Error("batch scheduler: cannot read a job's last run", "job", j.job.Name, "err", err)
 					continue

@@ -17,6 +17,11 @@ import (
 // readyTimeout bounds the wait for a server or a cluster to be ready.
 const readyTimeout = 30 * time.Second
 
+// serverReadyTimeout bounds the wait for one server to accept
+// connections: milliseconds normally; a server whose route port was taken
+// never does.
+const serverReadyTimeout = 15 * time.Second
+
 // StartServer starts a single nats-server with JetStream and returns its
 // client URL.
 func StartServer(tb testing.TB) (string, *server.Server) {
@@ -42,13 +47,39 @@ func StartCluster(tb testing.TB, n int) (urls []string, servers []*server.Server
 	if n < 1 {
 		tb.Fatalf("clustertest: cluster of %d nodes", n)
 	}
+	// The route ports are reserved, released, then bound by the servers:
+	// another test's server may take one in between, and that node never
+	// becomes ready. Such a cluster is shut down and made again on new
+	// ports.
+	var err error
+	for range 3 {
+		if urls, servers, err = startCluster(tb, n); err == nil {
+			return urls, servers
+		}
+		tb.Logf("clustertest: %v; starting the cluster again on new ports", err)
+	}
+	tb.Fatalf("clustertest: %v", err)
+	return nil, nil
+}
+
+// startCluster makes one attempt of StartCluster; on failure it shuts
+// down the servers it started.
+func startCluster(tb testing.TB, n int) (urls []string, servers []*server.Server, err error) {
 	ports := freePorts(tb, n)
 	routes := make([]*url.URL, n)
 	for i, p := range ports {
 		routes[i] = &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", p)}
 	}
+	defer func() {
+		if err != nil {
+			for _, s := range servers {
+				s.Shutdown()
+				s.WaitForShutdown()
+			}
+		}
+	}()
 	for i := range n {
-		s := start(tb, &server.Options{
+		s, err := startE(tb, &server.Options{
 			ServerName: fmt.Sprintf("kairos-test-%d", i),
 			Host:       "127.0.0.1",
 			Port:       -1,
@@ -63,28 +94,46 @@ func StartCluster(tb testing.TB, n int) (urls []string, servers []*server.Server
 			},
 			Routes: routes,
 		})
-		servers = append(servers, s)
+		if s != nil {
+			servers = append(servers, s)
+		}
+		if err != nil {
+			return nil, servers, err
+		}
 		urls = append(urls, s.ClientURL())
 	}
-	waitReady(tb, servers)
-	return urls, servers
+	if !waitReady(servers) {
+		return nil, servers, fmt.Errorf("JetStream cluster of %d nodes not ready after %v", n, readyTimeout)
+	}
+	return urls, servers, nil
 }
 
 func start(tb testing.TB, opts *server.Options) *server.Server {
 	tb.Helper()
+	s, err := startE(tb, opts)
+	if err != nil {
+		tb.Fatalf("clustertest: %v", err)
+	}
+	return s
+}
+
+// startE starts a server and waits until it accepts connections; the
+// server is shut down when the test ends. On a readiness failure it
+// returns the server too, for the caller to shut down.
+func startE(tb testing.TB, opts *server.Options) (*server.Server, error) {
 	s, err := server.NewServer(opts)
 	if err != nil {
-		tb.Fatalf("clustertest: new server %s: %v", opts.ServerName, err)
+		return nil, fmt.Errorf("new server %s: %w", opts.ServerName, err)
 	}
 	go s.Start()
 	tb.Cleanup(func() {
 		s.Shutdown()
 		s.WaitForShutdown()
 	})
-	if !s.ReadyForConnections(readyTimeout) {
-		tb.Fatalf("clustertest: server %s not ready", opts.ServerName)
+	if !s.ReadyForConnections(serverReadyTimeout) {
+		return s, fmt.Errorf("server %s not ready", opts.ServerName)
 	}
-	return s
+	return s, nil
 }
 
 // freePorts reserves n distinct free loopback ports for the route
@@ -108,20 +157,19 @@ func freePorts(tb testing.TB, n int) []int {
 }
 
 // waitReady polls until the meta group has a leader that knows every peer
-// and every running node is current.
-func waitReady(tb testing.TB, servers []*server.Server) {
-	tb.Helper()
+// and every running node is current, for at most readyTimeout.
+func waitReady(servers []*server.Server) bool {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.After(readyTimeout)
 	for {
 		if clusterReady(servers) {
-			return
+			return true
 		}
 		select {
 		case <-tick.C:
 		case <-deadline:
-			tb.Fatalf("clustertest: JetStream cluster of %d nodes not ready after %v", len(servers), readyTimeout)
+			return false
 		}
 	}
 }
