@@ -28,7 +28,19 @@ type Publisher struct {
 	log     *slog.Logger
 	pending []jetstream.PubAckFuture
 	retries int
+	// stallAfter is how long Flush waits for acknowledgements before it
+	// sends the unanswered messages again, synchronously: an ack lost in
+	// a reconnect (a NATS node going down) is never answered, and the
+	// batch would wait for the caller's whole deadline.
+	stallAfter time.Duration
 }
+
+// defaultStallAfter is Publisher.stallAfter: acknowledgements take
+// milliseconds, also under load; a re-send is deduplicated by its id.
+const defaultStallAfter = 5 * time.Second
+
+// errUnanswered is the reason a stalled message is sent again.
+var errUnanswered = errors.New("no acknowledgement")
 
 // NewPublisher returns a publisher on js. retries is how many times a
 // message whose publish failed is sent again (synchronously, with the same
@@ -40,7 +52,7 @@ func NewPublisher(js jetstream.JetStream, log *slog.Logger, retries int) *Publis
 	if retries < 0 {
 		retries = 5
 	}
-	return &Publisher{js: js, log: log, retries: retries}
+	return &Publisher{js: js, log: log, retries: retries, stallAfter: defaultStallAfter}
 }
 
 // Publish sends msg without waiting for its acknowledgement.
@@ -70,17 +82,38 @@ func (p *Publisher) Flush(ctx context.Context) error {
 		clear(p.pending)
 		p.pending = p.pending[:0]
 	}()
+	if len(p.pending) == 0 {
+		return nil
+	}
 	var firstErr error
+	stall := time.NewTimer(p.stallAfter)
+	defer stall.Stop()
+	stalled := false
 	for _, f := range p.pending {
-		select {
-		case <-f.Ok():
-			continue
-		case err := <-f.Err():
-			if err = p.retry(ctx, f.Msg(), err); err != nil && firstErr == nil {
-				firstErr = err
+		var err error
+		if stalled {
+			// Past the stall: what is not answered by now is sent again.
+			select {
+			case <-f.Ok():
+				continue
+			case err = <-f.Err():
+			default:
+				err = errUnanswered
 			}
-		case <-ctx.Done():
-			return ctx.Err()
+		} else {
+			select {
+			case <-f.Ok():
+				continue
+			case err = <-f.Err():
+			case <-stall.C:
+				stalled = true
+				err = errUnanswered
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if err = p.retry(ctx, f.Msg(), err); err != nil && firstErr == nil {
+			firstErr = err
 		}
 	}
 	return firstErr
