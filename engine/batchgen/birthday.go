@@ -2,6 +2,8 @@ package batchgen
 
 import (
 	"time"
+
+	"github.com/kairos-engine/kairos/engine/internal/civil"
 )
 
 // MaxDaysAhead bounds Birthday's daysAhead, in both directions.
@@ -51,7 +53,7 @@ func Birthday(runAt time.Time, jobLoc *time.Location, daysAhead int, id string, 
 		return Event{}, false, err
 	}
 	target := dayOf(runAt, loc) + int64(daysAhead)
-	ty, _, _ := civilFromDays(target)
+	ty, _, _ := civil.CivilFromDays(target)
 	if occurrence(ty, b.m, b.d) != target {
 		return Event{}, false, nil
 	}
@@ -100,7 +102,7 @@ func Anniversary(runAt time.Time, jobLoc *time.Location, id string, profile map[
 		return Event{}, false, attrErr(id, AttrOpenedAt, reason)
 	}
 	// The opening date in UTC is within a day of the customer's.
-	oy, om, od := civilFromDays(o.day(time.UTC))
+	oy, om, od := civil.CivilFromDays(o.day(time.UTC))
 	if !near(om, od, floorDiv(runAt.Unix(), 86400), zoneSlack+1) {
 		return Event{}, false, nil
 	}
@@ -112,10 +114,10 @@ func Anniversary(runAt time.Time, jobLoc *time.Location, id string, profile map[
 		return Event{}, false, err
 	}
 	if !o.dateOnly {
-		oy, om, od = civilFromDays(o.day(loc))
+		oy, om, od = civil.CivilFromDays(o.day(loc))
 	}
 	today := dayOf(runAt, loc)
-	ty, _, _ := civilFromDays(today)
+	ty, _, _ := civil.CivilFromDays(today)
 	years := ty - oy
 	if years < 1 || occurrence(ty, om, od) != today {
 		return Event{}, false, nil

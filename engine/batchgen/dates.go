@@ -1,6 +1,10 @@
 package batchgen
 
-import "time"
+import (
+	"time"
+
+	"github.com/kairos-engine/kairos/engine/internal/civil"
+)
 
 // civilDate is a calendar date; y is 0 when the year is unknown.
 type civilDate struct{ y, m, d int }
@@ -48,7 +52,7 @@ func parseCivil(s string, noYear bool) (civilDate, bool) {
 	if y == 0 {
 		y = 2000 // any leap year: 02-29 is a date
 	}
-	return c, c.d <= daysIn(y, c.m)
+	return c, c.d <= civil.DaysIn(y, c.m)
 }
 
 // isTimestamp tells whether s looks like an RFC 3339 date-time (a date,
@@ -94,7 +98,7 @@ func parseBirthday(v any) (c civilDate, text string, reason string) {
 			return c, "", reasonBirthday
 		}
 		c = civilDate{y, int(m), d}
-		return c, dateString(daysFromCivil(y, int(m), d)), ""
+		return c, dateString(civil.DaysFromCivil(y, int(m), d)), ""
 	}
 	return c, "", reasonType
 }
@@ -138,7 +142,7 @@ func parseOpenedAt(v any) (o openedAt, reason string) {
 // instant's date in loc.
 func (o *openedAt) day(loc *time.Location) int64 {
 	if o.dateOnly {
-		return daysFromCivil(o.date.y, o.date.m, o.date.d)
+		return civil.DaysFromCivil(o.date.y, o.date.m, o.date.d)
 	}
 	return dayOf(o.at, loc)
 }
@@ -146,7 +150,7 @@ func (o *openedAt) day(loc *time.Location) int64 {
 // near tells whether the yearly date (m, d) falls within tol days of day.
 // It lets the generators skip most profiles without loading a zone.
 func near(m, d int, day int64, tol int64) bool {
-	y, _, _ := civilFromDays(day)
+	y, _, _ := civil.CivilFromDays(day)
 	for yy := y - 1; yy <= y+1; yy++ {
 		if o := occurrence(yy, m, d); o >= day-tol && o <= day+tol {
 			return true

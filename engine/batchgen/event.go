@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/kairos-engine/kairos/engine/internal/civil"
 )
 
 // Event is a synthetic event in the public contract shape
@@ -89,7 +91,7 @@ func makeID(prefix, customer string, day int64, withDate bool) (id string, dateA
 
 // appendDate appends the day (days since 1970-01-01) as YYYY-MM-DD.
 func appendDate(b []byte, day int64) []byte {
-	y, m, d := civilFromDays(day)
+	y, m, d := civil.CivilFromDays(day)
 	if y < 0 || y > 9999 {
 		return time.Unix(day*86400, 0).UTC().AppendFormat(b, time.DateOnly)
 	}
@@ -105,7 +107,7 @@ func dateString(day int64) string { return string(appendDate(make([]byte, 0, 10)
 // loc.
 func dayOf(t time.Time, loc *time.Location) int64 {
 	y, m, d := t.In(loc).Date()
-	return daysFromCivil(y, int(m), d)
+	return civil.DaysFromCivil(y, int(m), d)
 }
 
 const dayMillis = 86400 * 1000
@@ -118,70 +120,13 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
-func isLeap(y int) bool { return y%4 == 0 && (y%100 != 0 || y%400 == 0) }
-
-func daysIn(y, m int) int {
-	switch m {
-	case 2:
-		if isLeap(y) {
-			return 29
-		}
-		return 28
-	case 4, 6, 9, 11:
-		return 30
-	}
-	return 31
-}
-
-// daysFromCivil returns the days since 1970-01-01 of a proleptic Gregorian
-// date (Howard Hinnant's algorithm).
-func daysFromCivil(y, m, d int) int64 {
-	yy := int64(y)
-	if m <= 2 {
-		yy--
-	}
-	era := yy / 400
-	if yy < 0 && yy%400 != 0 {
-		era--
-	}
-	yoe := yy - era*400
-	mp := int64(m+9) % 12
-	doy := (153*mp+2)/5 + int64(d) - 1
-	doe := yoe*365 + yoe/4 - yoe/100 + doy
-	return era*146097 + doe - 719468
-}
-
-// civilFromDays is daysFromCivil's inverse.
-func civilFromDays(z int64) (y, m, d int) {
-	z += 719468
-	era := z / 146097
-	if z < 0 && z%146097 != 0 {
-		era--
-	}
-	doe := z - era*146097
-	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
-	yy := yoe + era*400
-	doy := doe - (365*yoe + yoe/4 - yoe/100)
-	mp := (5*doy + 2) / 153
-	d = int(doy - (153*mp+2)/5 + 1)
-	if mp < 10 {
-		m = int(mp + 3)
-	} else {
-		m = int(mp - 9)
-	}
-	if m <= 2 {
-		yy++
-	}
-	return int(yy), m, d
-}
-
 // occurrence returns the day in year y on which a yearly date (m, d)
 // falls: 29 February falls on 28 February in a non-leap year.
 func occurrence(y, m, d int) int64 {
-	if m == 2 && d == 29 && !isLeap(y) {
+	if m == 2 && d == 29 && !civil.IsLeap(y) {
 		d = 28
 	}
-	return daysFromCivil(y, m, d)
+	return civil.DaysFromCivil(y, m, d)
 }
 
 // Time zones named by profiles, loaded once. Only successful loads are

@@ -3,6 +3,8 @@ package schedule
 import (
 	"math/bits"
 	"time"
+
+	"github.com/kairos-engine/kairos/engine/internal/civil"
 )
 
 // searchYears bounds Next and Prev: the longest wait between two
@@ -47,7 +49,7 @@ func (s *Schedule) Next(t time.Time, loc *time.Location) time.Time {
 		if s.domOnly {
 			// Only the day of month restricts the day: jump to the next one.
 			d := nextBit(s.dom, c.d)
-			if d < 0 || d > daysIn(c.y, c.m) {
+			if d < 0 || d > civil.DaysIn(c.y, c.m) {
 				c.nextMonth()
 				continue
 			}
@@ -110,7 +112,7 @@ func (s *Schedule) Prev(t time.Time, loc *time.Location) time.Time {
 				c.y--
 				c.m = prevBit(s.month, 12)
 			}
-			c.d, c.h, c.mi = daysIn(c.y, c.m), 23, 59
+			c.d, c.h, c.mi = civil.DaysIn(c.y, c.m), 23, 59
 			continue
 		}
 		if s.domOnly {
@@ -200,7 +202,7 @@ func (s *Schedule) resolve(c *cursor, loc *time.Location) (time.Time, bool) {
 	}
 	// The wall time is in a gap; time.Date read it with the offset of one
 	// side of the transition. Find the transition whose gap holds it.
-	wall := daysFromCivil(c.y, c.m, c.d)*86400 + int64(c.h)*3600 + int64(c.mi)*60
+	wall := civil.DaysFromCivil(c.y, c.m, c.d)*86400 + int64(c.h)*3600 + int64(c.mi)*60
 	start, end := r.ZoneBounds()
 	_, off := r.Zone()
 	if !end.IsZero() {
@@ -236,7 +238,7 @@ func (c *cursor) nextHour() {
 
 func (c *cursor) nextDay() {
 	c.h, c.mi = 0, 0
-	if c.d++; c.d > daysIn(c.y, c.m) {
+	if c.d++; c.d > civil.DaysIn(c.y, c.m) {
 		c.nextMonth()
 	}
 }
@@ -274,7 +276,7 @@ func (c *cursor) prevMonth() {
 		c.m = 12
 		c.y--
 	}
-	c.d, c.h, c.mi = daysIn(c.y, c.m), 23, 59
+	c.d, c.h, c.mi = civil.DaysIn(c.y, c.m), 23, 59
 }
 
 // nextBit returns the lowest set bit of set at or above i, or -1.
@@ -300,42 +302,9 @@ func prevBit(set uint64, i int) int {
 	return bits.Len64(set) - 1
 }
 
-func isLeap(y int) bool { return y%4 == 0 && (y%100 != 0 || y%400 == 0) }
-
-func daysIn(y, m int) int {
-	switch m {
-	case 2:
-		if isLeap(y) {
-			return 29
-		}
-		return 28
-	case 4, 6, 9, 11:
-		return 30
-	}
-	return 31
-}
-
-// daysFromCivil returns the days since 1970-01-01 of a proleptic Gregorian
-// date (Howard Hinnant's algorithm).
-func daysFromCivil(y, m, d int) int64 {
-	yy := int64(y)
-	if m <= 2 {
-		yy--
-	}
-	era := yy / 400
-	if yy < 0 && yy%400 != 0 {
-		era--
-	}
-	yoe := yy - era*400
-	mp := int64(m+9) % 12
-	doy := (153*mp+2)/5 + int64(d) - 1
-	doe := yoe*365 + yoe/4 - yoe/100 + doy
-	return era*146097 + doe - 719468
-}
-
 // weekday returns 0 for Sunday to 6 for Saturday.
 func weekday(y, m, d int) int {
-	w := (daysFromCivil(y, m, d) + 4) % 7 // 1970-01-01 was a Thursday
+	w := (civil.DaysFromCivil(y, m, d) + 4) % 7 // 1970-01-01 was a Thursday
 	if w < 0 {
 		w += 7
 	}
