@@ -216,40 +216,23 @@ func (s *Store) Shard(i int) *Shard { return s.shards[i] }
 
 // Applied returns the stored watermark; the zero value when none was
 // committed yet.
-func (s *Store) Applied() (Watermark, error) {
-	if s.closed.Load() {
-		return Watermark{}, ErrClosed
-	}
-	var w Watermark
-	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get([]byte(keyApplied))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(v []byte) error {
-			w, err = decodeWatermark(v)
-			return err
-		})
-	})
-	if err != nil {
-		return Watermark{}, fmt.Errorf("state: read %q: %w", keyApplied, err)
-	}
-	return w, nil
-}
+func (s *Store) Applied() (Watermark, error) { return s.readWatermark(keyApplied) }
 
 // Watermark returns the watermark of a named stream stored by
 // Batch.SetWatermark; the zero value when none.
 func (s *Store) Watermark(name string) (Watermark, error) {
+	return s.readWatermark(keyApplied + "/" + name)
+}
+
+// readWatermark reads the watermark stored under key; the zero value when
+// none.
+func (s *Store) readWatermark(key string) (Watermark, error) {
 	if s.closed.Load() {
 		return Watermark{}, ErrClosed
 	}
 	var w Watermark
-	key := []byte(keyApplied + "/" + name)
 	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(key)
+		item, err := txn.Get([]byte(key))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
 		}
