@@ -135,26 +135,40 @@ func readEventFile(path string) ([]rawEvent, error) {
 	return nil, fmt.Errorf("%s: want a .jsonl or .msgpack file", path)
 }
 
-// readEventStream reads a time range of the events stream with an ordered
-// consumer.
-func readEventStream(ctx context.Context, cf clientFlags, stream, fromS, toS string) ([]rawEvent, error) {
+// parseRange reads --from and --to: RFC 3339 times, or durations ago
+// such as 7d. An empty --to is now; an empty --from is fromAgo before now,
+// or the zero time when fromAgo is 0.
+func parseRange(fromS, toS string, fromAgo time.Duration) (from, to time.Time, err error) {
 	now := time.Now()
-	parse := func(s string, def time.Time) (time.Time, error) {
+	parse := func(flag, s string, def time.Time) (time.Time, error) {
 		if s == "" {
 			return def, nil
 		}
 		if d, err := rules.ParseDuration(s); err == nil {
 			return now.Add(-d), nil
 		}
-		return time.Parse(time.RFC3339Nano, s)
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return t, fmt.Errorf("%s: %w", flag, err)
+		}
+		return t, nil
 	}
-	from, err := parse(fromS, time.Time{})
-	if err != nil {
-		return nil, fmt.Errorf("--from: %w", err)
+	if fromAgo > 0 {
+		from = now.Add(-fromAgo)
 	}
-	to, err := parse(toS, now)
+	if from, err = parse("--from", fromS, from); err != nil {
+		return from, to, err
+	}
+	to, err = parse("--to", toS, now)
+	return from, to, err
+}
+
+// readEventStream reads a time range of the events stream with an ordered
+// consumer.
+func readEventStream(ctx context.Context, cf clientFlags, stream, fromS, toS string) ([]rawEvent, error) {
+	from, to, err := parseRange(fromS, toS, 0)
 	if err != nil {
-		return nil, fmt.Errorf("--to: %w", err)
+		return nil, err
 	}
 	nc, js, err := cf.connect("kairos-replay")
 	if err != nil {

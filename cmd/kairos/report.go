@@ -11,7 +11,6 @@ import (
 
 	"github.com/kairos-engine/kairos/connectors"
 	"github.com/kairos-engine/kairos/engine"
-	"github.com/kairos-engine/kairos/rules"
 )
 
 // cmdReport prints the effect of the rules over a time range, from the
@@ -28,23 +27,9 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	now := time.Now()
-	parse := func(s string, def time.Time) (time.Time, error) {
-		if s == "" {
-			return def, nil
-		}
-		if d, err := rules.ParseDuration(s); err == nil {
-			return now.Add(-d), nil
-		}
-		return time.Parse(time.RFC3339Nano, s)
-	}
-	start, err := parse(*from, now.Add(-7*24*time.Hour))
+	start, end, err := parseRange(*from, *to, 7*24*time.Hour)
 	if err != nil {
-		return fmt.Errorf("--from: %w", err)
-	}
-	end, err := parse(*to, now)
-	if err != nil {
-		return fmt.Errorf("--to: %w", err)
+		return err
 	}
 	nc, js, err := cf.connect("kairos-report")
 	if err != nil {
