@@ -211,12 +211,8 @@ func (e *Engine) processWithRetry(ctx context.Context, items []item) error {
 			return e.processWithRetry(ctx, items[half:])
 		}
 		e.log.Error("batch failed; retrying", "events", len(items), "err", err, "retry_in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleepCtx(ctx, backoff) {
 			return nil
-		case <-t.C:
 		}
 		backoff = min(2*backoff, 10*time.Second)
 		resetItems(items)
@@ -556,12 +552,8 @@ func (e *Engine) releaseWithRetry(ctx context.Context) error {
 			return err
 		}
 		e.log.Error("releasing deferred offers failed; retrying", "err", err, "retry_in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleepCtx(ctx, backoff) {
 			return nil
-		case <-t.C:
 		}
 		backoff = min(2*backoff, 10*time.Second)
 	}
@@ -684,12 +676,8 @@ func (e *Engine) publish(ctx context.Context, items []item) error {
 			e.metrics.PublishRetries.Inc()
 		}
 		e.log.Error("publishing the outbox failed; retrying", "err", err, "retry_in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleepCtx(ctx, backoff) {
 			return ctx.Err()
-		case <-t.C:
 		}
 		backoff = min(2*backoff, 10*time.Second)
 	}
@@ -759,4 +747,17 @@ func offerID(ruleID, customerID, eventID string) string {
 	h.Write([]byte(eventID))
 	var sum [sha256.Size]byte
 	return "o-" + hex.EncodeToString(h.Sum(sum[:0])[:12])
+}
+
+// sleepCtx waits d, or until ctx ends: it reports whether the whole wait
+// passed. For the retry loops' backoff.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }

@@ -235,12 +235,8 @@ func (e *Engine) handleChange(ctx context.Context, ch cluster.Change, ok bool) {
 				return
 			}
 			e.log.Error("taking a partition over failed; retrying", "partition", ch.Partition, "err", err, "retry_in", backoff)
-			t := time.NewTimer(backoff)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !sleepCtx(ctx, backoff) {
 				return
-			case <-t.C:
 			}
 			backoff = min(2*backoff, 5*time.Second)
 		}
@@ -678,12 +674,8 @@ func (e *Engine) commitChangelog(ctx context.Context, b *state.Batch, items []it
 		// Transient: the same Commit again, which finds out whether
 		// a lost reply's attempt was stored.
 		e.log.Warn("changelog commit failed; retrying", "err", err, "retry_in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleepCtx(ctx, backoff) {
 			return ctx.Err()
-		case <-t.C:
 		}
 		backoff = min(2*backoff, time.Second)
 	}

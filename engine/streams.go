@@ -101,19 +101,7 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg *Config, sub
 // watermark+1, so a customer's events are never applied out of order.
 func ensureConsumer(ctx context.Context, js jetstream.JetStream, cfg *Config, src *source, w state.Watermark, log *slog.Logger) (jetstream.Consumer, error) {
 	stream := src.name
-	want := jetstream.ConsumerConfig{
-		Durable:       src.durable,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       mustDuration(cfg.Consumer.AckWait),
-		MaxAckPending: src.maxAckPending,
-		MaxDeliver:    -1,
-		FilterSubject: src.prefix + ">",
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	}
-	if w.Seq > 0 {
-		want.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		want.OptStartSeq = w.Seq + 1
-	}
+	want := consumerConfig(cfg, src, w.Seq)
 	c, err := js.Consumer(ctx, stream, src.durable)
 	switch {
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
@@ -143,11 +131,9 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, cfg *Config, sr
 	return js.CreateConsumer(ctx, stream, want)
 }
 
-// resetConsumer (re)creates a partition's durable consumer to deliver from
-// seq+1 (everything when seq is 0). It is deleted first: the events a
-// former owner fetched and did not acknowledge come again at once, not
-// after the ack wait.
-func resetConsumer(ctx context.Context, js jetstream.JetStream, cfg *Config, src *source, seq uint64) (jetstream.Consumer, error) {
+// consumerConfig is the configuration of src's durable consumer,
+// delivering from seq+1 (everything when seq is 0).
+func consumerConfig(cfg *Config, src *source, seq uint64) jetstream.ConsumerConfig {
 	want := jetstream.ConsumerConfig{
 		Durable:       src.durable,
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -161,6 +147,15 @@ func resetConsumer(ctx context.Context, js jetstream.JetStream, cfg *Config, src
 		want.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		want.OptStartSeq = seq + 1
 	}
+	return want
+}
+
+// resetConsumer (re)creates a partition's durable consumer to deliver from
+// seq+1 (everything when seq is 0). It is deleted first: the events a
+// former owner fetched and did not acknowledge come again at once, not
+// after the ack wait.
+func resetConsumer(ctx context.Context, js jetstream.JetStream, cfg *Config, src *source, seq uint64) (jetstream.Consumer, error) {
+	want := consumerConfig(cfg, src, seq)
 	if err := js.DeleteConsumer(ctx, src.name, src.durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, fmt.Errorf("delete consumer %s: %w", src.durable, err)
 	}
