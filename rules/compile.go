@@ -107,12 +107,17 @@ type compiledParam struct {
 // RuleSet is an immutable set of compiled rules, indexed by event type. It
 // is safe for concurrent use; evaluate through an Evaluator per goroutine.
 type RuleSet struct {
-	rules    []*Rule // every rule, in file order
-	byType   map[string][]*Rule
-	anyType  []*Rule
-	aggs     []Aggregate
-	aggIndex map[Aggregate]int
-	opts     Options
+	rules   []*Rule // every rule, in file order
+	byType  map[string][]*Rule
+	anyType []*Rule
+	// index holds the indexes of byType's long lists (index.go), anyIndex
+	// that of anyType; indexWords is the longest bitmap among them.
+	index      map[string]*ruleIndex
+	anyIndex   *ruleIndex
+	indexWords int
+	aggs       []Aggregate
+	aggIndex   map[Aggregate]int
+	opts       Options
 	// contactHorizon is the longest contact-history span the enabled rules need.
 	contactHorizon time.Duration
 	// env is the set's CEL environment: the base one with the set's lists
@@ -711,8 +716,26 @@ func (c *compiler) index() {
 		}
 		sortRules(list)
 		rs.byType[t] = list
+		if ix := newRuleIndex(list); ix != nil {
+			if rs.index == nil {
+				rs.index = map[string]*ruleIndex{}
+			}
+			rs.index[t] = ix
+			rs.indexWords = max(rs.indexWords, ix.words)
+		}
 	}
 	sortRules(rs.anyType)
+	if rs.anyIndex = newRuleIndex(rs.anyType); rs.anyIndex != nil {
+		rs.indexWords = max(rs.indexWords, rs.anyIndex.words)
+	}
+}
+
+// indexFor returns the index of For(eventType), or nil.
+func (rs *RuleSet) indexFor(eventType string) *ruleIndex {
+	if _, ok := rs.byType[eventType]; ok {
+		return rs.index[eventType]
+	}
+	return rs.anyIndex
 }
 
 func sortRules(list []*Rule) {

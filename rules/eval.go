@@ -63,6 +63,8 @@ type Match struct {
 type Evaluator struct {
 	rs  *RuleSet
 	act activation
+	// cand is the candidate bitmap of an indexed type (index.go).
+	cand []uint64
 	// noGuards runs every rule's program, its guards unchecked: tests
 	// compare the two ways.
 	noGuards bool
@@ -70,7 +72,7 @@ type Evaluator struct {
 
 // NewEvaluator returns an evaluator of rs.
 func (rs *RuleSet) NewEvaluator() *Evaluator {
-	e := &Evaluator{rs: rs}
+	e := &Evaluator{rs: rs, cand: make([]uint64, rs.indexWords)}
 	if len(rs.macros) > 0 {
 		e.act.macros = rs.macros
 		e.act.macroIndex = rs.macroIndex
@@ -102,7 +104,20 @@ func (e *Evaluator) Evaluate(ctx context.Context, in *Input, dst []Match) (match
 	a.ctx = ctx
 	defer a.reset()
 	attrs, profile := in.Event.Attrs, in.Profile
-	for _, r := range list {
+	// With an index, visit only the rules whose index guard may hold
+	// (index.go), in the list's order; pos -1 ends the loop.
+	var cand []uint64
+	if ix := e.rs.indexFor(in.Event.Type); ix != nil && !e.noGuards {
+		cand = e.cand[:ix.words]
+		ix.candidates(cand, attrs, profile)
+	}
+	for pos := 0; pos >= 0 && pos < len(list); pos++ {
+		if cand != nil {
+			if pos = nextCandidate(cand, pos); pos < 0 {
+				break
+			}
+		}
+		r := list[pos]
 		if len(r.guards) > 0 && !e.noGuards && guardsFalse(r, attrs, profile) {
 			// when is false: a guard, a top-level conjunct, is (guard.go).
 			continue

@@ -122,7 +122,7 @@ func (l contactLog) Offers(rule int, window time.Duration) int {
 	return n
 }
 
-func ruleIndex(t *testing.T, rs *RuleSet, id string) int {
+func indexOfRule(t *testing.T, rs *RuleSet, id string) int {
 	t.Helper()
 	for _, r := range rs.Rules() {
 		if r.ID == id {
@@ -135,8 +135,8 @@ func ruleIndex(t *testing.T, rs *RuleSet, id string) int {
 
 func TestEvaluateContactFunctions(t *testing.T) {
 	rs := loadGood(t)
-	upgrade := ruleIndex(t, rs, "card-upgrade")
-	note := ruleIndex(t, rs, "card-service-note")
+	upgrade := indexOfRule(t, rs, "card-upgrade")
+	note := indexOfRule(t, rs, "card-service-note")
 	ev := rs.NewEvaluator()
 	cases := []struct {
 		name     string
@@ -205,7 +205,7 @@ func TestOffersNamesRuleInLaterFile(t *testing.T) {
 		ruleFile("first", `offers("second", "7d") == 0`, ""),
 		ruleFile("zero", "true", ", enabled: false")+"  - {id: second, on: [y], when: 'true', offer: {channels: [sms]}}\n",
 	)
-	second := ruleIndex(t, rs, "second")
+	second := indexOfRule(t, rs, "second")
 	if second != 2 {
 		t.Fatalf("second has index %d, want 2 (its place in Rules)", second)
 	}
