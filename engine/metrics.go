@@ -3,6 +3,7 @@ package engine
 import (
 	"runtime"
 	"runtime/debug"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -11,6 +12,9 @@ import (
 // are bounded: event types named by rules (others are "other"), rule ids,
 // channels and dead-letter reasons. Never a customer id.
 type Metrics struct {
+	// evals feeds RuleEvals (ruleevals.go).
+	evals *evalTally
+
 	Events         *prometheus.CounterVec
 	Invalid        *prometheus.CounterVec
 	Duplicates     prometheus.Counter
@@ -67,6 +71,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	const ns, sub = "kairos", "engine"
 	latency := prometheus.ExponentialBucketsRange(0.0001, 10, 24)
 	m := &Metrics{
+		evals: &evalTally{every: time.Second},
 		Events: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "events_total",
 			Help: "Events applied, by event type (types no rule names are counted as \"other\")."}, []string{"type"}),
 		Invalid: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "dead_letters_total",
@@ -138,7 +143,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.ClusterPartitions, m.ClusterTakeovers, m.ClusterTakeoverSeconds, m.ClusterFenced, m.ChangelogCommitSeconds, m.BudgetConflicts)
-		reg.MustRegister(m.Events, m.Invalid, m.Duplicates, m.RuleEvals, m.RuleMatches, m.RuleErrors, m.Offers,
+		reg.MustRegister(m.Events, m.Invalid, m.Duplicates, flushingCollector{m.RuleEvals, m.evals.flush}, m.RuleMatches, m.RuleErrors, m.Offers,
 			m.BatchSize, m.BatchDuration, m.ArrivalToOffer, m.EventTimeToOffer, m.ArrivalToDecision, m.EventTimeToDecision, m.Applied, m.PublishRetries, m.RulesLoaded, m.Ready,
 			m.Suppressed, m.Decisions, m.Deferred, m.BudgetRemaining, m.RulesReloads, m.HTTPRequests, m.BuildInfo, m.Conversions, m.BatchDuplicates, m.BatchEvents, m.BatchLastSuccess)
 	}

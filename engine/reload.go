@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"time"
@@ -52,8 +53,19 @@ func (e *Engine) loadRules() (*rules.RuleSet, error) {
 		}
 		opts.Catalogue = cat
 	}
-	return rules.Load(opts, e.cfg.Rules.Dir)
+	rs, err := rules.Load(opts, e.cfg.Rules.Dir)
+	if err == nil && len(rs.Rules()) >= largeRuleSet {
+		// Compiling thousands of rules leaves some hundred megabytes of
+		// parser and checker garbage; return it to the system now rather
+		// than carry it as resident memory until the heap needs it.
+		debug.FreeOSMemory()
+	}
+	return rs, err
 }
+
+// largeRuleSet is the rule count from which a load returns the
+// compiler's garbage to the system.
+const largeRuleSet = 1000
 
 // Reload compiles the rules directory again and, when it has no error,
 // swaps the new set in between two batches. It returns once the new set
