@@ -22,8 +22,11 @@ type Config struct {
 	// Profiles is how many customers get a profile event before the
 	// measured runs: 0 (the default) is every customer, -1 none.
 	Profiles int
-	Rules    int    // generated rules (default 100)
-	Seed     uint64 // default 1
+	Rules    int // generated rules (default 100)
+	// RuleAudience is RuleSpec.Audience of the generated rules (default
+	// AudienceTargeted).
+	RuleAudience string
+	Seed         uint64 // default 1
 
 	// Load.
 	Rate     int           // open-loop events/s of a run (default 5,000)
@@ -177,6 +180,9 @@ func (c *Config) Defaults() {
 	if c.Rules == 0 {
 		c.Rules = 100
 	}
+	if c.RuleAudience == "" {
+		c.RuleAudience = AudienceTargeted
+	}
 	if c.Seed == 0 {
 		c.Seed = 1
 	}
@@ -242,6 +248,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Rules < 1 {
 		bad("--rules must be at least 1")
+	}
+	if c.RuleAudience != AudienceTargeted && c.RuleAudience != AudienceAll {
+		bad("--rule-audience must be %s or %s", AudienceTargeted, AudienceAll)
 	}
 	if c.Rate < 1 {
 		bad("--rate must be at least 1 event/s")

@@ -37,26 +37,29 @@ type Setup struct {
 	UsageScope string `json:"usage_scope"`
 	NATS       string `json:"nats"`
 	// Latency is what the latency figures measure.
-	Latency   string        `json:"latency"`
-	Customers int           `json:"customers"`
-	Skew      float64       `json:"zipf_s"`
-	ZipfV     float64       `json:"zipf_v"`
-	TopShare  float64       `json:"top_customer_share"`
-	Top1Share float64       `json:"top_1pct_share"`
-	Mix       string        `json:"mix"`
-	Profiles  string        `json:"profiles"`
-	Rules     int           `json:"rules"`
-	Seed      uint64        `json:"seed"`
-	Policy    string        `json:"policy"`
-	Rate      int           `json:"rate,omitempty"`
-	Max       bool          `json:"max"`
-	SLO       time.Duration `json:"slo_ns"`
-	Duration  time.Duration `json:"duration_ns"`
-	Warmup    time.Duration `json:"warmup_ns"`
-	Baseline  bool          `json:"baseline"`
-	Sweep     string        `json:"sweep,omitempty"`
-	InFlight  int           `json:"publish_in_flight"`
-	WaitIdle  float64       `json:"wait_idle_cpus,omitempty"`
+	Latency   string  `json:"latency"`
+	Customers int     `json:"customers"`
+	Skew      float64 `json:"zipf_s"`
+	ZipfV     float64 `json:"zipf_v"`
+	TopShare  float64 `json:"top_customer_share"`
+	Top1Share float64 `json:"top_1pct_share"`
+	Mix       string  `json:"mix"`
+	Profiles  string  `json:"profiles"`
+	Rules     int     `json:"rules"`
+	// RuleAudience is how rules beyond the first 100 choose their
+	// customers (RuleSpec.Audience).
+	RuleAudience string        `json:"rule_audience"`
+	Seed         uint64        `json:"seed"`
+	Policy       string        `json:"policy"`
+	Rate         int           `json:"rate,omitempty"`
+	Max          bool          `json:"max"`
+	SLO          time.Duration `json:"slo_ns"`
+	Duration     time.Duration `json:"duration_ns"`
+	Warmup       time.Duration `json:"warmup_ns"`
+	Baseline     bool          `json:"baseline"`
+	Sweep        string        `json:"sweep,omitempty"`
+	InFlight     int           `json:"publish_in_flight"`
+	WaitIdle     float64       `json:"wait_idle_cpus,omitempty"`
 	// Instances is --instances (1 unless set; an instances sweep sets it
 	// per point); Cluster describes cluster mode, "" when the engine ran
 	// as a single instance.
@@ -406,7 +409,7 @@ func (r *Report) Markdown(w io.Writer, plots map[int]string) {
 	fmt.Fprintf(w, "**Setup**: mode %s. %s.\n\n", s.Mode, s.NATS)
 	fmt.Fprintf(w, "- Workload: %d customers, Zipf s=%.2f v=%.0f (the most active customer sends %.2f%% of events, the top 1%% %.0f%%); mix %s; profiles pre-loaded: %s; seed %d.\n",
 		s.Customers, s.Skew, s.ZipfV, 100*s.TopShare, 100*s.Top1Share, s.Mix, s.Profiles, s.Seed)
-	fmt.Fprintf(w, "- Rules: %d generated rules (bench.GenerateRules), a tenth of them triggered by each event type; contact policy: %s.\n", s.Rules, s.Policy)
+	fmt.Fprintf(w, "- Rules: %d generated rules (bench.GenerateRules), a tenth of them triggered by each event type; audience beyond the first 100: %s; contact policy: %s.\n", s.Rules, s.RuleAudience, s.Policy)
 	load := fmt.Sprintf("open loop at %d events/s", s.Rate)
 	if s.Max {
 		load = fmt.Sprintf("--max: highest rate whose p99 stays within %v", s.SLO)

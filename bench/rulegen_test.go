@@ -109,3 +109,74 @@ var fixedNow = time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)
 type constWindows float64
 
 func (c constWindows) Value(int) float64 { return float64(c) }
+
+// TestWaveCohorts checks that the waves of a targeted rule set split the
+// cohorts: each cohort is in exactly one wave (at most 100 waves), or each
+// wave has one cohort (more).
+func TestWaveCohorts(t *testing.T) {
+	for _, waves := range []int{1, 9, 99, 100, 150} {
+		seen := map[string]int{}
+		for w := 1; w <= waves; w++ {
+			cs := waveCohorts(w, waves)
+			if len(cs) == 0 {
+				t.Fatalf("%d waves: wave %d targets no cohort", waves, w)
+			}
+			for _, c := range cs {
+				seen[c]++
+			}
+		}
+		if len(seen) != Cohorts {
+			t.Errorf("%d waves target %d cohorts, want %d", waves, len(seen), Cohorts)
+		}
+		for c, n := range seen {
+			if waves <= Cohorts && n != 1 {
+				t.Errorf("%d waves: cohort %s in %d waves", waves, c, n)
+			}
+		}
+	}
+}
+
+// TestRuleAudience checks that targeted rules keep the matches per event
+// near those of the general block, and that AudienceAll does not target.
+func TestRuleAudience(t *testing.T) {
+	matchRate := func(spec RuleSpec) float64 {
+		t.Helper()
+		dir := t.TempDir()
+		if err := WriteRules(dir, spec); err != nil {
+			t.Fatal(err)
+		}
+		rs, err := rules.Load(rules.Options{}, filepath.Join(dir, "bench-rules.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := rs.NewEvaluator()
+		g := NewGenerator(Workload{Customers: 1000, Seed: 5, Mix: BenchMix})
+		matched := 0
+		const events = 3000
+		for i := range events {
+			e := g.Next(fixedNow)
+			in := &rules.Input{
+				Event:   rules.Event{ID: e.ID, CustomerID: e.CustomerID, Type: e.Type, TS: e.TS, Attrs: e.Attrs},
+				Profile: g.Profile(i % 1000),
+				Now:     fixedNow,
+				Windows: constWindows(3),
+			}
+			ms, errs := ev.Evaluate(t.Context(), in, nil)
+			if errs != nil {
+				t.Fatalf("event %d: %v", i, errs)
+			}
+			matched += len(ms)
+		}
+		return float64(matched) / events
+	}
+	base := matchRate(RuleSpec{Rules: 100, Seed: 1})
+	targeted := matchRate(RuleSpec{Rules: 2000, Seed: 1})
+	all := matchRate(RuleSpec{Rules: 2000, Seed: 1, Audience: AudienceAll})
+	t.Logf("matches per event: 100 rules %.2f, 2000 targeted %.2f, 2000 for all %.2f", base, targeted, all)
+	if base == 0 || targeted > 4*base || all < 10*base {
+		t.Errorf("matches per event: 100 rules %.2f, 2000 targeted %.2f, 2000 for all %.2f", base, targeted, all)
+	}
+	if bytes.Contains(GenerateRules(RuleSpec{Rules: 300, Audience: AudienceAll}), []byte("cohort")) {
+		t.Error("audience all targets cohorts")
+	}
+}

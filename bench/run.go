@@ -210,7 +210,7 @@ func newReport(cfg *Config) *Report {
 			Mode: mode, UsageScope: scope, NATS: nats, Latency: latencyDefinition,
 			Customers: cfg.Customers, Skew: cfg.Skew, ZipfV: cfg.ZipfV,
 			TopShare: g.Share(1), Top1Share: g.Share(max(1, cfg.Customers/100)),
-			Mix: FormatMix(cfg.Mix), Profiles: profiles, Rules: cfg.Rules, Seed: cfg.Seed, Policy: policy,
+			Mix: FormatMix(cfg.Mix), Profiles: profiles, Rules: cfg.Rules, RuleAudience: cfg.RuleAudience, Seed: cfg.Seed, Policy: policy,
 			Rate: cfg.Rate, Max: cfg.Max, SLO: cfg.SLO, Duration: cfg.Duration, Warmup: cfg.Warmup,
 			Baseline: cfg.Baseline, Sweep: sweep, InFlight: cfg.InFlight, WaitIdle: cfg.WaitIdle,
 			Instances: max(1, cfg.Instances), Cluster: instances,
@@ -261,7 +261,7 @@ func runPoint(ctx context.Context, cfg *Config, spec pointSpec, dir string, base
 			types[i] = m.Type
 		}
 		rulesDir := filepath.Join(dir, "rules")
-		if err := WriteRules(rulesDir, RuleSpec{Rules: spec.rules, Types: types, Seed: cfg.Seed}); err != nil {
+		if err := WriteRules(rulesDir, RuleSpec{Rules: spec.rules, Types: types, Seed: cfg.Seed, Audience: cfg.RuleAudience}); err != nil {
 			return nil, err
 		}
 		natsURL := ""

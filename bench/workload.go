@@ -230,6 +230,7 @@ func (g *Generator) Profile(i int) map[string]any {
 		"tags":         tags,
 		"channel_pref": prefs,
 		"timezone":     "Asia/Shanghai",
+		"cohort":       cohortName(r.IntN(Cohorts)),
 	}
 }
 

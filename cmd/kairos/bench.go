@@ -28,6 +28,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	mix := fs.String("mix", bench.FormatMix(bench.BenchMix), "event mix, type=weight,…")
 	profiles := fs.String("profiles", "all", "profiles pre-loaded before the runs: all, none, or a count")
 	fs.IntVar(&cfg.Rules, "rules", 100, "generated rules (a tenth triggered per event type)")
+	fs.StringVar(&cfg.RuleAudience, "rule-audience", bench.AudienceTargeted, "rules beyond the first 100: targeted (waves for cohorts of customers) or all (every rule for every customer)")
 	seed := fs.Uint64("seed", 1, "seed of the traffic and the rules")
 	fs.IntVar(&cfg.Rate, "rate", 5000, "open-loop rate of a run, events/s")
 	fs.BoolVar(&cfg.Max, "max", false, "search the highest rate whose p99 stays within --slo")
