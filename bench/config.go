@@ -19,10 +19,17 @@ type Config struct {
 	Skew      float64    // Zipf exponent s > 1 (default 1.1)
 	ZipfV     float64    // Zipf offset v >= 1 (default 100)
 	Mix       []MixEntry // event mix (default BenchMix)
-	// Profiles is how many customers get a profile event before the
-	// measured runs: 0 (the default) is every customer, -1 none.
+	// Profiles is how many customers get a profile before the measured
+	// runs: 0 (the default) is every customer, -1 none.
 	Profiles int
-	Rules    int // generated rules (default 100)
+	// ProfileLoad is how they get it: ProfileImport writes them into the
+	// engine's state before it starts, as `kairos profiles import --data`
+	// does; ProfileEvents publishes a profile event per customer through
+	// the engine. "" is import for a point with one engine in
+	// single-instance mode that the bench starts, events otherwise (the
+	// only way in cluster mode and with --nats-url).
+	ProfileLoad string
+	Rules       int // generated rules (default 100)
 	// RuleAudience is RuleSpec.Audience of the generated rules (default
 	// AudienceTargeted).
 	RuleAudience string
@@ -89,6 +96,17 @@ type Config struct {
 	Args    []string
 
 	profiled *atomic.Bool // the CPU profile was taken
+}
+
+// The ways of pre-loading profiles (Config.ProfileLoad).
+const (
+	ProfileImport = "import"
+	ProfileEvents = "events"
+)
+
+// importsProfiles says whether a point imports its profiles (ProfileLoad).
+func (c *Config) importsProfiles(spec pointSpec) bool {
+	return c.ProfileLoad != ProfileEvents && c.Launcher != nil && !spec.cluster
 }
 
 // clustered says whether the points run engines in cluster mode.
@@ -248,6 +266,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Rules < 1 {
 		bad("--rules must be at least 1")
+	}
+	switch c.ProfileLoad {
+	case "", ProfileEvents:
+	case ProfileImport:
+		if c.NATSURL != "" || c.clustered() {
+			bad("--profile-load import needs one engine the bench starts (not --nats-url or cluster mode): use events")
+		}
+	default:
+		bad("--profile-load must be %s or %s", ProfileImport, ProfileEvents)
 	}
 	if c.RuleAudience != AudienceTargeted && c.RuleAudience != AudienceAll {
 		bad("--rule-audience must be %s or %s", AudienceTargeted, AudienceAll)

@@ -267,7 +267,16 @@ func (d *driver) preload(ctx context.Context, n int, now time.Time) error {
 	return d.waitPublished(ctx)
 }
 
-// customersSeen is the number of distinct customers that got an event.
+// markProfiled counts customers 0…n-1 as having state: their profiles
+// were imported.
+func (d *driver) markProfiled(n int) {
+	for i := 0; i < n && i/64 < len(d.seen); i++ {
+		d.seen[i/64] |= 1 << (i % 64)
+	}
+}
+
+// customersSeen is the number of distinct customers that got an event or
+// a profile.
 func (d *driver) customersSeen() int {
 	n := 0
 	for _, w := range d.seen {

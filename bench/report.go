@@ -161,6 +161,9 @@ type InstanceRun struct {
 
 // ProfileLoad is the timing of the profile pre-load.
 type ProfileLoad struct {
+	// Method is ProfileImport (bulk, into the state before the engine
+	// started) or ProfileEvents (profile events through the engine).
+	Method    string  `json:"method"`
 	Count     int     `json:"count"`
 	Seconds   float64 `json:"seconds"`
 	PerSecond float64 `json:"per_second"`
@@ -449,7 +452,11 @@ func (r *Report) Markdown(w io.Writer, plots map[int]string) {
 			fmt.Fprintf(w, "- Engine ready in %.1f s with RSS %s.\n", p.ReadySeconds, mib(p.ReadyRSSBytes))
 		}
 		if p.ProfileLoad != nil {
-			fmt.Fprintf(w, "- Profiles: %d pre-loaded in %.1f s (%.0f/s), timed from the first publish to the engine's acknowledgement of the last.\n", p.ProfileLoad.Count, p.ProfileLoad.Seconds, p.ProfileLoad.PerSecond)
+			how := "published as profile events, timed from the first publish to the engine's acknowledgement of the last"
+			if p.ProfileLoad.Method == ProfileImport {
+				how = "imported in bulk into the engine's state before it started (as `kairos profiles import --data`), timed from opening the state to closing it"
+			}
+			fmt.Fprintf(w, "- Profiles: %d in %.1f s (%.0f/s), %s.\n", p.ProfileLoad.Count, p.ProfileLoad.Seconds, p.ProfileLoad.PerSecond, how)
 		}
 		if s.Max && p.Best >= 0 {
 			fmt.Fprintf(w, "- Highest rate within p99 %v: **%d events/s** (p99 %s ms).\n", s.SLO, p.Runs[p.Best].TargetRate, ms(p.Runs[p.Best].Latency.P99))

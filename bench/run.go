@@ -19,6 +19,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kairos-engine/kairos/state"
 )
 
 // latencyDefinition is what every latency figure measures.
@@ -297,6 +299,14 @@ func runPoint(ctx context.Context, cfg *Config, spec pointSpec, dir string, base
 			if err := writeEngineConfig(ls.ConfigFile, cfg.Engine, rulesDir, ls.DataDir, natsURL, httpAddr, nil); err != nil {
 				return nil, err
 			}
+			if n := profileCount(cfg, spec); n > 0 && cfg.importsProfiles(spec) {
+				progress(cfg, "importing %d profiles", n)
+				pt.ProfileLoad, err = importProfiles(filepath.Join(ls.DataDir, "state"), cfg, spec, n)
+				if err != nil {
+					return nil, fmt.Errorf("import profiles: %w", err)
+				}
+				progress(cfg, "profiles: %d in %.1fs (%.0f/s)", n, pt.ProfileLoad.Seconds, pt.ProfileLoad.PerSecond)
+			}
 			progress(cfg, "starting the engine (%s, %d rules)", cfg.Launcher.Mode(), spec.rules)
 			p.target, err = cfg.Launcher.Launch(ctx, ls)
 			if err != nil {
@@ -360,11 +370,10 @@ func runPoint(ctx context.Context, cfg *Config, spec pointSpec, dir string, base
 	}
 	defer d.stop()
 
-	// Profiles.
-	if n := cfg.Profiles; n >= 0 {
-		if n == 0 || n > spec.customers {
-			n = spec.customers
-		}
+	// Profiles, as events.
+	if pt.ProfileLoad != nil {
+		d.markProfiled(pt.ProfileLoad.Count)
+	} else if n := profileCount(cfg, spec); n > 0 {
 		progress(cfg, "pre-loading %d profiles", n)
 		t0 := time.Now()
 		if err := d.preload(ctx, n, t0); err != nil {
@@ -374,7 +383,7 @@ func runPoint(ctx context.Context, cfg *Config, spec pointSpec, dir string, base
 			return pt, fmt.Errorf("pre-load profiles: %w", err)
 		}
 		secs := time.Since(t0).Seconds()
-		pt.ProfileLoad = &ProfileLoad{Count: n, Seconds: secs, PerSecond: float64(n) / secs}
+		pt.ProfileLoad = &ProfileLoad{Method: ProfileEvents, Count: n, Seconds: secs, PerSecond: float64(n) / secs}
 		progress(cfg, "profiles: %d in %.1fs (%.0f/s)", n, secs, float64(n)/secs)
 	}
 
@@ -1131,4 +1140,44 @@ func progress(cfg *Config, format string, args ...any) {
 		return
 	}
 	fmt.Fprintf(cfg.Progress, time.Now().Format("15:04:05 ")+format+"\n", args...)
+}
+
+// profileCount is the number of customers of a point that get a profile.
+func profileCount(cfg *Config, spec pointSpec) int {
+	n := cfg.Profiles
+	switch {
+	case n < 0:
+		return 0
+	case n == 0 || n > spec.customers:
+		return spec.customers
+	}
+	return n
+}
+
+// importProfiles writes the profiles of customers 0…n-1 into the state
+// directory of an engine that has not started, in bulk
+// (state.Store.ImportProfiles, as kairos profiles import --data does).
+func importProfiles(stateDir string, cfg *Config, spec pointSpec, n int) (*ProfileLoad, error) {
+	t0 := time.Now()
+	g := NewGenerator(Workload{Customers: spec.customers, Skew: cfg.Skew, ZipfV: cfg.ZipfV, Seed: cfg.Seed, Mix: cfg.Mix})
+	store, err := state.Open(state.Options{Dir: stateDir, GCInterval: -1})
+	if err != nil {
+		return nil, err
+	}
+	i := 0
+	got, err := store.ImportProfiles(func() (state.ProfileRow, error) {
+		if i == n {
+			return state.ProfileRow{}, io.EOF
+		}
+		i++
+		return state.ProfileRow{ID: CustomerID(i - 1), Attrs: g.Profile(i - 1)}, nil
+	}, nil)
+	if cerr := store.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	secs := time.Since(t0).Seconds()
+	return &ProfileLoad{Method: ProfileImport, Count: got, Seconds: secs, PerSecond: float64(got) / secs}, nil
 }

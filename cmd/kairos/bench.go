@@ -27,6 +27,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&cfg.ZipfV, "zipf-v", 100, "Zipf offset v >= 1: customer k is drawn with weight (v+k)^-s; larger flattens the head")
 	mix := fs.String("mix", bench.FormatMix(bench.BenchMix), "event mix, type=weight,…")
 	profiles := fs.String("profiles", "all", "profiles pre-loaded before the runs: all, none, or a count")
+	fs.StringVar(&cfg.ProfileLoad, "profile-load", "", "how: import (bulk into the engine's state before it starts; the default for one engine the bench starts) or events (profile events through the engine; the default and only way in cluster mode and with --nats-url)")
 	fs.IntVar(&cfg.Rules, "rules", 100, "generated rules (a tenth triggered per event type)")
 	fs.StringVar(&cfg.RuleAudience, "rule-audience", bench.AudienceTargeted, "rules beyond the first 100: targeted (waves for cohorts of customers) or all (every rule for every customer)")
 	seed := fs.Uint64("seed", 1, "seed of the traffic and the rules")

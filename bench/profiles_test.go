@@ -1,0 +1,46 @@
+package bench
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/kairos-engine/kairos/state"
+)
+
+// TestImportProfiles imports a point's profiles into a state directory and
+// reads them back as the engine would.
+func TestImportProfiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	cfg := &Config{Seed: 3, Mix: BenchMix, Skew: 1.1, ZipfV: 100}
+	pl, err := importProfiles(dir, cfg, pointSpec{customers: 500}, 300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pl.Method != ProfileImport || pl.Count != 300 || pl.PerSecond <= 0 {
+		t.Errorf("profile load %+v", pl)
+	}
+	st, err := state.Open(state.Options{Dir: dir, GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	g := NewGenerator(Workload{Customers: 500, Seed: 3, Mix: BenchMix})
+	for _, i := range []int{0, 299, 300} {
+		c, ok, err := st.Snapshot(CustomerID(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := ""
+		if i < 300 {
+			want = fmt.Sprint(g.Profile(i))
+		}
+		got := ""
+		if ok && len(c.Profile()) > 0 {
+			got = fmt.Sprint(c.Profile())
+		}
+		if got != want {
+			t.Errorf("customer %d: profile %s, want %s", i, got, want)
+		}
+	}
+}
