@@ -257,6 +257,9 @@ type EngineConfig struct {
 	OfferEncoding   string `yaml:"offer_encoding"`
 	PublishInFlight int    `yaml:"publish_in_flight"`
 	ShutdownTimeout string `yaml:"shutdown_timeout"`
+	// MemoryLimit is the Go runtime's soft memory limit: a size, "off", or
+	// "" (auto) for GOMEMLIMIT or 80% of the cgroup's limit (memlimit.go).
+	MemoryLimit string `yaml:"memory_limit"`
 }
 
 // StateConfig tunes the Badger-backed state.
@@ -526,6 +529,9 @@ func (c *Config) Validate() error {
 		bad("engine.offer_encoding: %v", err)
 	}
 	dur("engine.shutdown_timeout", c.Engine.ShutdownTimeout, false)
+	if _, _, err := c.MemoryLimit(); err != nil {
+		bad("engine.memory_limit: %v", err)
+	}
 	if c.Engine.PublishInFlight < 1 {
 		bad("engine.publish_in_flight: must be positive")
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/kairos-engine/kairos/engine"
@@ -54,6 +55,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	log := engine.NewLogger(stderr, cfg.Log)
+	if lim, from, _ := cfg.MemoryLimit(); lim > 0 {
+		debug.SetMemoryLimit(lim)
+		log.Info("soft memory limit set", "bytes", lim, "from", from)
+	}
 	e, err := engine.New(engine.Options{Config: cfg, Logger: log})
 	if err != nil {
 		return err
