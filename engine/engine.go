@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -219,6 +220,12 @@ func (e *Engine) setRules(rs *rules.RuleSet) error {
 	}
 	e.metrics.evals.reset(rs, e.ruleM)
 	e.metrics.RulesLoaded.Set(float64(len(rs.Rules())))
+	if len(rs.Rules()) >= largeRuleSet {
+		// Compiling thousands of rules and creating their series leaves
+		// a few hundred megabytes of garbage; return it to the system now
+		// rather than carry it as resident memory until the heap needs it.
+		debug.FreeOSMemory()
+	}
 	return nil
 }
 

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"sort"
 	"strings"
 	"time"
@@ -53,18 +52,11 @@ func (e *Engine) loadRules() (*rules.RuleSet, error) {
 		}
 		opts.Catalogue = cat
 	}
-	rs, err := rules.Load(opts, e.cfg.Rules.Dir)
-	if err == nil && len(rs.Rules()) >= largeRuleSet {
-		// Compiling thousands of rules leaves some hundred megabytes of
-		// parser and checker garbage; return it to the system now rather
-		// than carry it as resident memory until the heap needs it.
-		debug.FreeOSMemory()
-	}
-	return rs, err
+	return rules.Load(opts, e.cfg.Rules.Dir)
 }
 
-// largeRuleSet is the rule count from which a load returns the
-// compiler's garbage to the system.
+// largeRuleSet is the rule count from which installing a rule set returns
+// the garbage of its loading to the system.
 const largeRuleSet = 1000
 
 // Reload compiles the rules directory again and, when it has no error,

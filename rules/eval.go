@@ -105,13 +105,13 @@ func (e *Evaluator) Evaluate(ctx context.Context, in *Input, dst []Match) (match
 	defer a.reset()
 	attrs, profile := in.Event.Attrs, in.Profile
 	// With an index, visit only the rules whose index guard may hold
-	// (index.go), in the list's order; pos -1 ends the loop.
+	// (index.go), in the list's order.
 	var cand []uint64
 	if ix := e.rs.indexFor(in.Event.Type); ix != nil && !e.noGuards {
 		cand = e.cand[:ix.words]
 		ix.candidates(cand, attrs, profile)
 	}
-	for pos := 0; pos >= 0 && pos < len(list); pos++ {
+	for pos := 0; pos < len(list); pos++ {
 		if cand != nil {
 			if pos = nextCandidate(cand, pos); pos < 0 {
 				break
