@@ -52,7 +52,13 @@ func (e *Engine) loadRules() (*rules.RuleSet, error) {
 		}
 		opts.Catalogue = cat
 	}
-	return rules.Load(opts, e.cfg.Rules.Dir)
+	rs, err := rules.Load(opts, e.cfg.Rules.Dir)
+	if err != nil {
+		return nil, err
+	}
+	// The engine evaluates; it never lints, so the files' text can go.
+	rs.ReleaseSources()
+	return rs, nil
 }
 
 // largeRuleSet is the rule count from which installing a rule set returns

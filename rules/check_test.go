@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // checkRun is one run of kairos rules check.
@@ -161,5 +162,35 @@ func TestLintOfLoadedSet(t *testing.T) {
 		if fs := rs.Lint(); len(fs) != 0 {
 			t.Errorf("%s: %v", p, fs)
 		}
+	}
+}
+
+// TestLintAfterReleaseSources checks that a set whose sources were
+// released still lints, with positions at its expressions.
+func TestLintAfterReleaseSources(t *testing.T) {
+	src := `macros:
+  unused_macro: event.attrs.a == "x"
+rules:
+  - {id: r, on: [login], when: 'true && event.attrs.a == "x"', offer: {channels: [sms], params: {p: '1 + 1'}}}
+`
+	rs, err := compileTB(t, Options{}, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := rs.Lint()
+	rs.ReleaseSources()
+	after := rs.Lint()
+	if len(before) == 0 || len(after) != len(before) {
+		t.Fatalf("findings before %v, after %v", before, after)
+	}
+	for i := range after {
+		if after[i].Check != before[i].Check || after[i].Pos.File != before[i].Pos.File || after[i].Pos.Line == 0 {
+			t.Errorf("finding %d: before %v, after %v", i, before[i], after[i])
+		}
+	}
+	ev := rs.NewEvaluator()
+	ms, errs := ev.Evaluate(t.Context(), &Input{Event: Event{Type: "login", Attrs: map[string]any{"a": "x"}}, Now: time.Unix(0, 0), Windows: fixedWindows{}}, nil)
+	if len(ms) != 1 || errs != nil {
+		t.Errorf("after ReleaseSources: matches %v, errors %v", ms, errs)
 	}
 }
