@@ -31,6 +31,9 @@ type EngineStats struct {
 	// ChangelogMillisMean is the mean write of a batch to the changelog,
 	// before the Badger commit (cluster mode only).
 	ChangelogMillisMean float64 `json:"changelog_ms_mean,omitempty"`
+	// CacheHitRatio is the share of customer loads the engine's state
+	// cache answered without reading Badger (state.cache_customers).
+	CacheHitRatio float64 `json:"cache_hit_ratio"`
 }
 
 // metricsSnapshot is the sum of each metric's samples by name, and by
@@ -106,6 +109,9 @@ func engineStats(a, b metricsSnapshot) *EngineStats {
 	}
 	if n := d("kairos_state_commit_duration_seconds_count"); n > 0 {
 		s.CommitMillisMean = 1000 * d("kairos_state_commit_duration_seconds_sum") / n
+	}
+	if hits, n := d("kairos_state_cache_hits_total"), d("kairos_state_cache_hits_total")+d("kairos_state_cache_misses_total"); n > 0 {
+		s.CacheHitRatio = hits / n
 	}
 	if n := d("kairos_cluster_changelog_commit_seconds_count"); n > 0 {
 		s.ChangelogMillisMean = 1000 * d("kairos_cluster_changelog_commit_seconds_sum") / n

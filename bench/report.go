@@ -504,14 +504,14 @@ func (r *Report) Markdown(w io.Writer, plots map[int]string) {
 				clHead, clSep = " changelog ms |", "--:|"
 			}
 			fmt.Fprintf(w, "):\n\n")
-			fmt.Fprintf(w, "| target/s | rule matches/event | offers emitted/event | suppressed/event | batch size | batch ms |%s commit ms | commit bytes/event | CPU µs/event |\n|--:|--:|--:|--:|--:|--:|%s--:|--:|--:|\n", clHead, clSep)
+			fmt.Fprintf(w, "| target/s | rule matches/event | offers emitted/event | suppressed/event | batch size | batch ms |%s commit ms | commit bytes/event | cache hits | CPU µs/event |\n|--:|--:|--:|--:|--:|--:|%s--:|--:|--:|--:|\n", clHead, clSep)
 			for _, x := range internals {
 				e := x.Engine
 				if p.Cluster {
 					cl = fmt.Sprintf(" %.1f |", e.ChangelogMillisMean)
 				}
-				fmt.Fprintf(w, "| %d | %.2f | %.3f | %.3f | %.0f | %.1f |%s %.1f | %.0f | %.0f |\n", x.TargetRate, e.MatchesPerEvent, e.EmittedPerEvent, e.SuppressedPerEvent,
-					e.BatchSizeMean, e.BatchMillisMean, cl, e.CommitMillisMean, e.CommitBytesPerEvent, x.CPUMicrosPerEvent)
+				fmt.Fprintf(w, "| %d | %.2f | %.3f | %.3f | %.0f | %.1f |%s %.1f | %.0f | %.0f%% | %.0f |\n", x.TargetRate, e.MatchesPerEvent, e.EmittedPerEvent, e.SuppressedPerEvent,
+					e.BatchSizeMean, e.BatchMillisMean, cl, e.CommitMillisMean, e.CommitBytesPerEvent, 100*e.CacheHitRatio, x.CPUMicrosPerEvent)
 			}
 		}
 		for _, x := range append(append([]RunResult{}, p.BaselineRuns...), p.Runs...) {
