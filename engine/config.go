@@ -18,6 +18,7 @@ import (
 	"github.com/kairos-engine/kairos/engine/batchgen"
 	"github.com/kairos-engine/kairos/engine/schedule"
 	"github.com/kairos-engine/kairos/rules"
+	"github.com/kairos-engine/kairos/state"
 )
 
 // Config is the whole configuration of kairos run, as read from
@@ -264,9 +265,11 @@ type EngineConfig struct {
 
 // StateConfig tunes the Badger-backed state.
 type StateConfig struct {
-	CacheCustomers   int  `yaml:"cache_customers"`
-	SyncWrites       bool `yaml:"sync_writes"`
-	MaxSeriesEntries int  `yaml:"max_series_entries"`
+	CacheCustomers int `yaml:"cache_customers"`
+	// Compression of Badger's table blocks: snappy (default), zstd, none.
+	Compression      string `yaml:"compression"`
+	SyncWrites       bool   `yaml:"sync_writes"`
+	MaxSeriesEntries int    `yaml:"max_series_entries"`
 }
 
 // HTTPConfig is the metrics, health and admin endpoint (engine/http.go).
@@ -385,6 +388,7 @@ func (c *Config) Defaults() {
 		c.Engine.PublishInFlight = 4096
 	}
 	def(&c.Engine.ShutdownTimeout, "30s")
+	def(&c.State.Compression, state.CompressionSnappy)
 	if c.State.CacheCustomers == 0 {
 		c.State.CacheCustomers = 100_000
 	}
@@ -534,6 +538,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Engine.PublishInFlight < 1 {
 		bad("engine.publish_in_flight: must be positive")
+	}
+	switch c.State.Compression {
+	case state.CompressionSnappy, state.CompressionZSTD, state.CompressionNone:
+	default:
+		bad("state.compression: %q: want snappy, zstd or none", c.State.Compression)
 	}
 	if c.State.CacheCustomers < 1 {
 		bad("state.cache_customers: must be positive")

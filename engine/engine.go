@@ -309,6 +309,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		Shards:           workers,
 		MaxSeriesEntries: e.cfg.State.MaxSeriesEntries,
 		SyncWrites:       e.cfg.State.SyncWrites,
+		Compression:      e.cfg.State.Compression,
 		Replicate:        e.cfg.Cluster.Enabled,
 		Logger:           e.log.With("component", "state"),
 		Metrics:          state.NewMetrics(e.reg),

@@ -341,12 +341,14 @@ func TestConfigErrorsAreAllListed(t *testing.T) {
 	c.Engine.BatchSize = -1
 	c.HTTP.Listen = "nowhere"
 	c.Log.Level = "loud"
+	c.State.Compression = "lz4"
+	c.Engine.MemoryLimit = "lots"
 	err := c.Validate()
 	var ce *ConfigError
 	if !errors.As(err, &ce) {
 		t.Fatalf("got %v", err)
 	}
-	for _, want := range []string{"rules.horizon", "streams.events.name", "streams.offers.storage", "engine.batch_size", "http.listen", "log.level"} {
+	for _, want := range []string{"rules.horizon", "streams.events.name", "streams.offers.storage", "engine.batch_size", "http.listen", "log.level", "state.compression", "engine.memory_limit"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"github.com/dgraph-io/badger/v4/y"
 )
 
@@ -49,10 +50,22 @@ type Options struct {
 	// each one's whole committed state for a changelog (see Replication
 	// in the package documentation). Off, nothing extra is encoded.
 	Replicate bool
+	// Compression is how Badger compresses its table blocks: "snappy"
+	// (the default), "zstd" or "none". Each table records its own, so a
+	// store may change it between opens; tables written before keep
+	// theirs until compacted.
+	Compression string
 
 	// badgerOptions, when set, adjusts the Badger options (tests).
 	badgerOptions func(badger.Options) badger.Options
 }
+
+// Compressions of Options.Compression.
+const (
+	CompressionSnappy = "snappy"
+	CompressionZSTD   = "zstd"
+	CompressionNone   = "none"
+)
 
 // Defaults of Options.
 const (
@@ -112,6 +125,16 @@ func Open(opts Options) (*Store, error) {
 		WithBlockCacheSize(64 << 20).
 		WithIndexCacheSize(32 << 20).
 		WithNumCompactors(2)
+	switch opts.Compression {
+	case "", CompressionSnappy:
+		bo = bo.WithCompression(options.Snappy)
+	case CompressionZSTD:
+		bo = bo.WithCompression(options.ZSTD)
+	case CompressionNone:
+		bo = bo.WithCompression(options.None)
+	default:
+		return nil, fmt.Errorf("state: compression %q: want snappy, zstd or none", opts.Compression)
+	}
 	if opts.InMemory {
 		bo = bo.WithDir("").WithValueDir("").WithInMemory(true).
 			WithMemTableSize(16 << 20).WithBlockCacheSize(8 << 20).WithIndexCacheSize(0)

@@ -689,3 +689,39 @@ func TestScrapeRightAfterOpen(t *testing.T) {
 		}
 	}
 }
+
+// TestCompressionChangesBetweenOpens writes tables under one compression
+// and reads them under another: Badger records each table's own.
+func TestCompressionChangesBetweenOpens(t *testing.T) {
+	dir := t.TempDir()
+	rows := func(n int) func() (state.ProfileRow, error) {
+		i := 0
+		return func() (state.ProfileRow, error) {
+			if i == n {
+				return state.ProfileRow{}, io.EOF
+			}
+			i++
+			return state.ProfileRow{ID: fmt.Sprintf("C%05d", i), Attrs: map[string]any{"segment": "mass", "n": int64(i)}}, nil
+		}
+	}
+	for _, comp := range []string{state.CompressionNone, state.CompressionZSTD, state.CompressionSnappy} {
+		s, err := state.Open(state.Options{Dir: dir, GCInterval: -1, Compression: comp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Every open reads what the earlier ones wrote, then adds its own.
+		c, ok, err := s.Snapshot("C00007")
+		if err != nil || (comp != state.CompressionNone && (!ok || c.Profile()["n"] != int64(7))) {
+			t.Fatalf("%s: C00007 %v %v %v", comp, c, ok, err)
+		}
+		if _, err := s.ImportProfiles(rows(2000), nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := state.Open(state.Options{Dir: dir, GCInterval: -1, Compression: "lz4"}); err == nil || !strings.Contains(err.Error(), "compression") {
+		t.Errorf("compression lz4: %v, want an error", err)
+	}
+}
