@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -13,7 +14,7 @@ import (
 func TestImportProfiles(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
 	cfg := &Config{Seed: 3, Mix: BenchMix, Skew: 1.1, ZipfV: 100}
-	pl, err := importProfiles(dir, cfg, pointSpec{customers: 500}, 300)
+	pl, err := importProfiles(dir, state.CompressionZSTD, cfg, pointSpec{customers: 500}, 300)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,5 +43,24 @@ func TestImportProfiles(t *testing.T) {
 		if got != want {
 			t.Errorf("customer %d: profile %s, want %s", i, got, want)
 		}
+	}
+}
+
+func TestStateCompression(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "kairos.yaml")
+	if err := writeEngineConfig(p, EngineOptions{}, "rules", "data", "", "127.0.0.1:1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := stateCompression(p); got != "" {
+		t.Errorf("no state.compression: %q", got)
+	}
+	base := filepath.Join(dir, "base.yaml")
+	os.WriteFile(base, []byte("state:\n  compression: none\n"), 0o600)
+	if err := writeEngineConfig(p, EngineOptions{Base: base}, "rules", "data", "", "127.0.0.1:1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := stateCompression(p); got != "none" {
+		t.Errorf("state.compression from --engine-config: %q, want none", got)
 	}
 }

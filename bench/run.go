@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"gopkg.in/yaml.v3"
 
 	"github.com/kairos-engine/kairos/state"
 )
@@ -301,7 +302,7 @@ func runPoint(ctx context.Context, cfg *Config, spec pointSpec, dir string, base
 			}
 			if n := profileCount(cfg, spec); n > 0 && cfg.importsProfiles(spec) {
 				progress(cfg, "importing %d profiles", n)
-				pt.ProfileLoad, err = importProfiles(filepath.Join(ls.DataDir, "state"), cfg, spec, n)
+				pt.ProfileLoad, err = importProfiles(filepath.Join(ls.DataDir, "state"), stateCompression(ls.ConfigFile), cfg, spec, n)
 				if err != nil {
 					return nil, fmt.Errorf("import profiles: %w", err)
 				}
@@ -1154,13 +1155,28 @@ func profileCount(cfg *Config, spec pointSpec) int {
 	return n
 }
 
+// stateCompression reads state.compression from an engine's kairos.yaml
+// ("" when it has none, or cannot be read: the engine then fails on it
+// itself).
+func stateCompression(configFile string) string {
+	var c struct {
+		State struct {
+			Compression string `yaml:"compression"`
+		} `yaml:"state"`
+	}
+	if b, err := os.ReadFile(configFile); err == nil {
+		_ = yaml.Unmarshal(b, &c)
+	}
+	return c.State.Compression
+}
+
 // importProfiles writes the profiles of customers 0…n-1 into the state
 // directory of an engine that has not started, in bulk
 // (state.Store.ImportProfiles, as kairos profiles import --data does).
-func importProfiles(stateDir string, cfg *Config, spec pointSpec, n int) (*ProfileLoad, error) {
+func importProfiles(stateDir, compression string, cfg *Config, spec pointSpec, n int) (*ProfileLoad, error) {
 	t0 := time.Now()
 	g := NewGenerator(Workload{Customers: spec.customers, Skew: cfg.Skew, ZipfV: cfg.ZipfV, Seed: cfg.Seed, Mix: cfg.Mix})
-	store, err := state.Open(state.Options{Dir: stateDir, GCInterval: -1})
+	store, err := state.Open(state.Options{Dir: stateDir, GCInterval: -1, Compression: compression})
 	if err != nil {
 		return nil, err
 	}

@@ -211,6 +211,7 @@ func cmdProfilesImport(ctx context.Context, args []string, stdout, stderr io.Wri
 	fs := newFlags("profiles import", stderr)
 	cf := addClientFlags(fs)
 	data := fs.String("data", "", "import straight into this data directory (the engine must not be running); default: through NATS as profile events")
+	compression := fs.String("compression", state.CompressionSnappy, "with --data: the table compression to write, as the engine's state.compression (snappy, zstd, none)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -262,7 +263,7 @@ func cmdProfilesImport(ctx context.Context, args []string, stdout, stderr io.Wri
 	}
 	var n int
 	if *data != "" {
-		n, err = importDirect(*data, row, bar)
+		n, err = importDirect(*data, *compression, row, bar)
 	} else {
 		n, err = importThroughNATS(ctx, cf, row, bar)
 	}
@@ -281,8 +282,8 @@ func cmdProfilesImport(ctx context.Context, args []string, stdout, stderr io.Wri
 
 // importDirect merges profiles straight into a stopped engine's state, in
 // bulk (state.Store.ImportProfiles).
-func importDirect(dir string, row func() (string, map[string]any, error), bar *progress) (int, error) {
-	store, err := state.Open(state.Options{Dir: filepath.Join(dir, "state"), GCInterval: -1})
+func importDirect(dir, compression string, row func() (string, map[string]any, error), bar *progress) (int, error) {
+	store, err := state.Open(state.Options{Dir: filepath.Join(dir, "state"), GCInterval: -1, Compression: compression})
 	if err != nil {
 		return 0, fmt.Errorf("open %s (is kairos run using it? then import without --data): %w", dir, err)
 	}
