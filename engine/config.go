@@ -267,7 +267,11 @@ type EngineConfig struct {
 type StateConfig struct {
 	CacheCustomers int `yaml:"cache_customers"`
 	// Compression of Badger's table blocks: snappy (default), zstd, none.
-	Compression      string `yaml:"compression"`
+	Compression string `yaml:"compression"`
+	// BlockCache and IndexCache size Badger's block and index caches
+	// (sizes like 256MiB; default 256MiB each).
+	BlockCache       string `yaml:"block_cache"`
+	IndexCache       string `yaml:"index_cache"`
 	SyncWrites       bool   `yaml:"sync_writes"`
 	MaxSeriesEntries int    `yaml:"max_series_entries"`
 }
@@ -389,6 +393,8 @@ func (c *Config) Defaults() {
 	}
 	def(&c.Engine.ShutdownTimeout, "30s")
 	def(&c.State.Compression, state.CompressionSnappy)
+	def(&c.State.BlockCache, "256MiB")
+	def(&c.State.IndexCache, "256MiB")
 	if c.State.CacheCustomers == 0 {
 		c.State.CacheCustomers = 100_000
 	}
@@ -543,6 +549,13 @@ func (c *Config) Validate() error {
 	case state.CompressionSnappy, state.CompressionZSTD, state.CompressionNone:
 	default:
 		bad("state.compression: %q: want snappy, zstd or none", c.State.Compression)
+	}
+	for _, f := range []struct{ name, v string }{{"state.block_cache", c.State.BlockCache}, {"state.index_cache", c.State.IndexCache}} {
+		if n, err := ParseBytes(f.v); err != nil {
+			bad("%s: %v", f.name, err)
+		} else if n < 1<<20 {
+			bad("%s: %q is below 1MiB", f.name, f.v)
+		}
 	}
 	if c.State.CacheCustomers < 1 {
 		bad("state.cache_customers: must be positive")

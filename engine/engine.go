@@ -310,6 +310,8 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		MaxSeriesEntries: e.cfg.State.MaxSeriesEntries,
 		SyncWrites:       e.cfg.State.SyncWrites,
 		Compression:      e.cfg.State.Compression,
+		BlockCacheBytes:  mustBytes(e.cfg.State.BlockCache),
+		IndexCacheBytes:  mustBytes(e.cfg.State.IndexCache),
 		Replicate:        e.cfg.Cluster.Enabled,
 		Logger:           e.log.With("component", "state"),
 		Metrics:          state.NewMetrics(e.reg),

@@ -343,12 +343,14 @@ func TestConfigErrorsAreAllListed(t *testing.T) {
 	c.Log.Level = "loud"
 	c.State.Compression = "lz4"
 	c.Engine.MemoryLimit = "lots"
+	c.State.BlockCache = "tiny"
+	c.State.IndexCache = "1KiB"
 	err := c.Validate()
 	var ce *ConfigError
 	if !errors.As(err, &ce) {
 		t.Fatalf("got %v", err)
 	}
-	for _, want := range []string{"rules.horizon", "streams.events.name", "streams.offers.storage", "engine.batch_size", "http.listen", "log.level", "state.compression", "engine.memory_limit"} {
+	for _, want := range []string{"rules.horizon", "streams.events.name", "streams.offers.storage", "engine.batch_size", "http.listen", "log.level", "state.compression", "engine.memory_limit", "state.block_cache", "state.index_cache"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}

@@ -85,6 +85,12 @@ func cgroupLimit() int64 {
 	return 0
 }
 
+// mustBytes parses a size that Validate checked.
+func mustBytes(s string) int64 {
+	n, _ := ParseBytes(s)
+	return n
+}
+
 // ParseBytes reads a size: a number with an optional unit B, KB, MB, GB,
 // TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024); the number
 // may have a fraction ("1.5GiB").
