@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -166,6 +165,7 @@ func New(opts Options) (*Engine, error) {
 	if err := e.setRules(rs); err != nil {
 		return nil, err
 	}
+	freeAfterLoad(rs)
 	return e, nil
 }
 
@@ -220,12 +220,6 @@ func (e *Engine) setRules(rs *rules.RuleSet) error {
 	}
 	e.metrics.evals.reset(rs, e.ruleM)
 	e.metrics.RulesLoaded.Set(float64(len(rs.Rules())))
-	if len(rs.Rules()) >= largeRuleSet {
-		// Compiling thousands of rules and creating their series leaves
-		// a few hundred megabytes of garbage; return it to the system now
-		// rather than carry it as resident memory until the heap needs it.
-		debug.FreeOSMemory()
-	}
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"time"
@@ -65,6 +66,17 @@ func (e *Engine) loadRules() (*rules.RuleSet, error) {
 // the garbage of its loading to the system.
 const largeRuleSet = 1000
 
+// freeAfterLoad returns the garbage of loading and installing a large rule
+// set to the system: compiling thousands of rules and creating their
+// metric series leaves a few hundred megabytes, which would otherwise stay
+// resident until the heap needs it. It forces a collection, so it runs
+// off the batch loop (at start, and in the reloader after the swap).
+func freeAfterLoad(rs *rules.RuleSet) {
+	if len(rs.Rules()) >= largeRuleSet {
+		debug.FreeOSMemory()
+	}
+}
+
 // Reload compiles the rules directory again and, when it has no error,
 // swaps the new set in between two batches. It returns once the new set
 // is in use, or with the errors that kept the old one running.
@@ -118,7 +130,9 @@ func (e *Engine) reloadOnce(ctx context.Context, why string) error {
 		sw := &ruleSwap{rs: rs, done: make(chan error, 1)}
 		select {
 		case e.swapCh <- sw:
-			err = <-sw.done
+			if err = <-sw.done; err == nil {
+				freeAfterLoad(rs)
+			}
 		case <-ctx.Done():
 			err = ctx.Err()
 		}
