@@ -228,6 +228,7 @@ func compile(files []*File, opts Options) (*RuleSet, Errors, error) {
 		usedBy:    map[string][]string{},
 		guards:    guardFinder{strLists: map[string][]string{}, macroGuards: map[string][]guard{}},
 	}
+	c.guards.aggIndex = c.rs.aggIndex
 	// Number the rules before compiling any expression, so that offers()
 	// can name a rule defined later. Any rule that fails to compile fails
 	// the whole set, so these are the indexes in RuleSet.Rules.

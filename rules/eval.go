@@ -118,7 +118,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, in *Input, dst []Match) (match
 			}
 		}
 		r := list[pos]
-		if len(r.guards) > 0 && !e.noGuards && guardsFalse(r, attrs, profile) {
+		if len(r.guards) > 0 && !e.noGuards && guardsFalse(r, attrs, profile, in.Windows) {
 			// when is false: a guard, a top-level conjunct, is (guard.go).
 			continue
 		}

@@ -20,7 +20,10 @@ import (
 //
 // in either operand order, with event.attrs["K"] for event.attrs.K, and the
 // same on profile; `in` also takes a string list of the rule set. A conjunct
-// that names a macro contributes the macro's own guards.
+// that names a macro contributes the macro's own guards. A window function
+// compared with a number is one too (count("login", "7d") == 3, sum(...)
+// >= 500.0; not since()): its value comes from the evaluation's Windows, as
+// the program would read it.
 //
 // CEL's && is commutative and absorbs errors: false && error is false.
 // So when any guard is definitely false, the whole when is false, and not
@@ -44,6 +47,7 @@ type guardSrc uint8
 const (
 	srcAttrs guardSrc = iota
 	srcProfile
+	srcWindow // an aggregate of the customer's windows, by index
 )
 
 // guardKind is the test a guard makes.
@@ -140,6 +144,9 @@ type guard struct {
 	strs []string
 	set  map[string]struct{} // strs, when there are many
 	num  number
+	// agg and aggKind are the aggregate a srcWindow guard compares.
+	agg     int
+	aggKind AggKind
 }
 
 // manyStrings is the list length from which guardStrIn looks strings up
@@ -151,10 +158,10 @@ const manyStrings = 8
 const maxExactInt = 1 << 53
 
 // guardsFalse reports whether a guard of r is definitely false for the
-// event attributes and profile: then r's when is false.
-func guardsFalse(r *Rule, attrs, profile map[string]any) bool {
+// event attributes, profile and windows: then r's when is false.
+func guardsFalse(r *Rule, attrs, profile map[string]any, w Windows) bool {
 	for i := range r.guards {
-		if r.guards[i].isFalse(attrs, profile) {
+		if r.guards[i].isFalse(attrs, profile, w) {
 			return true
 		}
 	}
@@ -162,7 +169,20 @@ func guardsFalse(r *Rule, attrs, profile map[string]any) bool {
 }
 
 // isFalse reports whether CEL would certainly evaluate the guard to false.
-func (g *guard) isFalse(attrs, profile map[string]any) bool {
+func (g *guard) isFalse(attrs, profile map[string]any, w Windows) bool {
+	if g.src == srcWindow {
+		if w == nil {
+			return false // an error in CEL
+		}
+		// The value as windowCall gives it to the program.
+		v := w.Value(g.agg)
+		n := number{kind: numDouble, f: v}
+		if g.aggKind == Count || g.aggKind == Distinct {
+			n = number{kind: numInt, i: int64(v)}
+		}
+		c, exact := compareNumbers(n, g.num)
+		return exact && !g.op.holds(c)
+	}
 	m := attrs
 	if g.src == srcProfile {
 		m = profile
@@ -323,6 +343,9 @@ func cmp3(less, greater bool) int {
 type guardFinder struct {
 	// strLists are the string lists of the rule set, by name.
 	strLists map[string][]string
+	// aggIndex is the rule set's aggregates by value (RuleSet.aggIndex):
+	// a window function call's index, once its expression compiled.
+	aggIndex map[Aggregate]int
 	// macroGuards are the guards of the macros, by name; a macro is
 	// absent when it has none or has errors.
 	macroGuards map[string][]guard
@@ -399,6 +422,12 @@ func (gf *guardFinder) guard(x ast.Expr) (guard, bool) {
 		return guard{}, false
 	}
 	lhs, rhs := args[0], args[1]
+	if g, isWindow := gf.windowGuard(lhs, rhs, op); isWindow {
+		return g, true
+	}
+	if g, isWindow := gf.windowGuard(rhs, lhs, op.flip()); isWindow {
+		return g, true
+	}
 	src, key, ok := guardRead(lhs)
 	if !ok {
 		src, key, ok = guardRead(rhs)
@@ -432,6 +461,54 @@ func (gf *guardFinder) guard(x ast.Expr) (guard, bool) {
 			return guard{}, false
 		}
 		g.kind, g.num = guardNum, number{kind: numDouble, f: float64(lit)}
+	default:
+		return guard{}, false
+	}
+	return g, true
+}
+
+// windowGuard returns the guard that `call op lit` is when call is a window
+// function with constant arguments (since() excepted) of a known aggregate
+// and lit a number literal.
+func (gf *guardFinder) windowGuard(call, lit ast.Expr, op cmpOp) (guard, bool) {
+	if call.Kind() != ast.CallKind || lit.Kind() != ast.LiteralKind {
+		return guard{}, false
+	}
+	c := call.AsCall()
+	wf, ok := windowFuncByName(c.FunctionName())
+	if !ok || c.IsMemberFunction() || wf.kind == Since || len(c.Args()) != len(wf.params) {
+		return guard{}, false
+	}
+	vals := make([]string, len(c.Args()))
+	for i, a := range c.Args() {
+		if vals[i], ok = stringLiteral(a); !ok {
+			return guard{}, false
+		}
+	}
+	agg := Aggregate{Kind: wf.kind, Type: vals[0]}
+	if len(vals) == 3 {
+		agg.Attr = vals[1]
+	}
+	d, err := ParseDuration(vals[len(vals)-1])
+	if err != nil {
+		return guard{}, false
+	}
+	agg.Window = d
+	idx, ok := gf.aggIndex[agg]
+	if !ok {
+		return guard{}, false
+	}
+	g := guard{src: srcWindow, kind: guardNum, op: op, agg: idx, aggKind: wf.kind}
+	switch n := lit.AsLiteral().(type) {
+	case types.Int:
+		g.num = number{kind: numInt, i: int64(n)}
+	case types.Uint:
+		g.num = number{kind: numUint, u: uint64(n)}
+	case types.Double:
+		if math.IsNaN(float64(n)) {
+			return guard{}, false
+		}
+		g.num = number{kind: numDouble, f: float64(n)}
 	default:
 		return guard{}, false
 	}

@@ -53,6 +53,9 @@ func (g guard) String() string {
 		default:
 			n = strconv.FormatFloat(g.num.f, 'g', -1, 64) + "d"
 		}
+		if g.src == srcWindow {
+			return fmt.Sprintf("window[%d] %s %s", g.agg, ops[g.op], n)
+		}
 		return fmt.Sprintf("%s.%s %s %s", m, g.key, ops[g.op], n)
 	}
 	return "?"
@@ -79,8 +82,10 @@ func TestGuardExtraction(t *testing.T) {
 		{"profile equality and in", `profile.segment == "gold" && profile["tier"] in ["a"]`,
 			[]string{`profile.segment == "gold"`, `profile.tier in ["a"]`}},
 		{"nested and flattened, non-guards kept out", `(event.attrs.a == "x" && count("x", "1d") == 1) && (size(profile) > 0 && (event.attrs.b > 1 && true))`,
-			[]string{`event.attrs.a == "x"`, `event.attrs.b > 1`}},
-		{"a macro conjunct brings its guards", `is_app && count("x", "1d") == 1`, []string{`event.attrs.channel == "app"`, `has(profile.segment)`}},
+			[]string{`event.attrs.a == "x"`, `window[0] == 1`, `event.attrs.b > 1`}},
+		{"a macro conjunct brings its guards", `is_app && count("x", "1d") == 1`, []string{`event.attrs.channel == "app"`, `has(profile.segment)`, `window[0] == 1`}},
+		{"window functions compared with numbers", `2.5 < sum("x", "v", "7d") && distinct("x", "v", "1d") != 3 && since("x") > duration("1h") && count("x", "1d") > event.attrs.n`,
+			[]string{`window[2] > 2.5d`, `window[3] != 3`}},
 		{"a macro inside a macro", `nested`, []string{`event.attrs.channel == "app"`, `has(profile.segment)`}},
 		{"or is not a guard", `event.attrs.a == "x" || event.attrs.b == "y"`, nil},
 		{"negation is not a guard", `!(event.attrs.a == "x") && !has(event.attrs.b)`, nil},
@@ -97,7 +102,9 @@ func TestGuardExtraction(t *testing.T) {
 			`has(profile.tags) && is_app && profile.tags.exists(t, t == "x") && event.attrs.b == "y"`,
 			[]string{`has(profile.tags)`, `event.attrs.channel == "app"`, `has(profile.segment)`}},
 		{"a comprehension rule with a non-guard first has none",
-			`count("x", "1d") == 1 && event.attrs.b == "y" && [1].all(i, i > 0)`, nil},
+			`size(profile) > 0 && event.attrs.b == "y" && [1].all(i, i > 0)`, nil},
+		{"a comprehension rule keeps a window guard before it",
+			`count("x", "1d") == 1 && event.attrs.b == "y" && [1].all(i, i > 0)`, []string{`window[0] == 1`, `event.attrs.b == "y"`}},
 	}
 	src := `lists:
   pages: [loans, cards]
@@ -179,7 +186,7 @@ func TestGuardIsFalse(t *testing.T) {
 			if c.v != nil {
 				m["v"] = c.v
 			}
-			if got := g(c.guard).isFalse(m, m); got != c.want {
+			if got := g(c.guard).isFalse(m, m, nil); got != c.want {
 				t.Errorf("isFalse(%#v) = %v, want %v", c.v, got, c.want)
 			}
 		})
@@ -216,7 +223,20 @@ func (g *guardGen) read() string {
 }
 
 func (g *guardGen) guardConjunct() string {
-	switch g.r.IntN(7) {
+	switch g.r.IntN(8) {
+	case 6:
+		// A window function against a number: ints for count and
+		// distinct, doubles for the others, as CEL types them.
+		ints := []string{`count("x", "1d")`, `distinct("x", "v", "1d")`}
+		doubles := []string{`sum("x", "v", "7d")`, `avg("x", "v", "30d")`, `max("x", "v", "1d")`}
+		call, lit := g.pick(ints), g.pick([]string{"0", "1", "2", "-1", "3"})
+		if g.r.IntN(2) == 0 {
+			call, lit = g.pick(doubles), g.pick([]string{"0.0", "1.0", "2.5", "-1.0", "3.0"})
+		}
+		if g.r.IntN(2) == 0 {
+			return lit + " " + g.pick(genOps) + " " + call
+		}
+		return call + " " + g.pick(genOps) + " " + lit
 	case 0, 1:
 		op := "=="
 		if g.r.IntN(3) == 0 {
@@ -309,6 +329,26 @@ func (g *guardGen) when() string {
 		parts = append(parts[:i], append([]string{joined}, parts[i+2:]...)...)
 	}
 	return parts[0]
+}
+
+// windows returns window values for the aggregates the generated rules
+// read: whole, fractional, negative, NaN, or absent (NaN too).
+func (g *guardGen) windows() fixedWindows {
+	w := fixedWindows{}
+	for i := range 6 {
+		switch g.r.IntN(6) {
+		case 0:
+			w[i] = math.NaN()
+		case 1:
+			w[i] = 2.5
+		case 2:
+			w[i] = -1
+		case 3:
+		default:
+			w[i] = float64(g.r.IntN(4))
+		}
+	}
+	return w
 }
 
 // bigList makes profile.l exceed the cost limit of the rules that iterate
@@ -453,7 +493,7 @@ func TestGuardsDifferential(t *testing.T) {
 				Event:   Event{ID: "e", CustomerID: "C", Type: "x", TS: 1_700_000_000_000, Attrs: g.fields(false)},
 				Profile: g.fields(true),
 				Now:     time.UnixMilli(1_700_000_000_000),
-				Windows: fixedWindows{0: float64(g.r.IntN(3)), 1: float64(g.r.IntN(8))},
+				Windows: g.windows(),
 			}
 			ms1, errs1 := with.Evaluate(context.Background(), in, nil)
 			ms2, errs2 := without.Evaluate(context.Background(), in, nil)
@@ -470,7 +510,7 @@ func TestGuardsDifferential(t *testing.T) {
 			}
 			for _, r := range rs.For("x") {
 				pairs++
-				if guardsFalse(r, in.Event.Attrs, in.Profile) {
+				if guardsFalse(r, in.Event.Attrs, in.Profile, in.Windows) {
 					skipped++
 					if r.tracked {
 						skippedTracked++
@@ -607,10 +647,10 @@ func TestGuardsDoNotAllocate(t *testing.T) {
 	r := rs.Rules()[0]
 	attrs := map[string]any{"a": "x", "n": int64(5), "m": "q"}
 	profile := map[string]any{"s": "silver"}
-	if n := testing.AllocsPerRun(100, func() { guardsFalse(r, attrs, profile) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { guardsFalse(r, attrs, profile, nil) }); n != 0 {
 		t.Errorf("guardsFalse allocates %v times", n)
 	}
-	if guardsFalse(r, attrs, profile) {
+	if guardsFalse(r, attrs, profile, nil) {
 		t.Error("a guard is false on an input that passes them all")
 	}
 }
