@@ -94,20 +94,24 @@ func (e *Engine) rollBudgetDay(now time.Time) {
 	e.budgetGauges()
 }
 
-// spent sums the batch's reservations by rule.
+// spent sums the batch's reservations by rule. Only budgeted rules reserve,
+// and only their entries are read: the others stay 0. It runs twice a
+// batch, so it touches the budgeted rules alone, not every rule.
 func (e *Engine) spent() []int64 {
 	if e.sequential {
 		return e.sharedReserved
 	}
-	sum := e.spentBuf[:0]
-	sum = append(sum, make([]int64, len(e.rs.Rules()))...)
-	for _, w := range e.workers {
-		for i, v := range w.own {
-			sum[i] += v
-		}
+	if n := len(e.rs.Rules()); len(e.spentBuf) != n {
+		e.spentBuf = make([]int64, n)
 	}
-	e.spentBuf = sum
-	return sum
+	for _, r := range e.budgeted {
+		var s int64
+		for _, w := range e.workers {
+			s += w.own[r.Index]
+		}
+		e.spentBuf[r.Index] = s
+	}
+	return e.spentBuf
 }
 
 // budgetReached reports whether the workers' reservations together used
