@@ -421,10 +421,9 @@ func (g *guardGen) fields(extra bool) map[string]any {
 	return m
 }
 
-// guardRuleFile returns a rule file of n random rules on event type x.
-func (g *guardGen) ruleFile(n int) string {
-	var b strings.Builder
-	b.WriteString(`lists:
+// genPrelude is the lists and macros the generated conditions name,
+// followed by the rules key.
+const genPrelude = `lists:
   strs: [x, "10", z]
 macros:
   is_x: event.attrs.a == "x" && has(profile.b)
@@ -432,7 +431,12 @@ macros:
   tracked_macro: profile.l.exists(t, t == "q") && event.attrs.b == "y"
   plain_macro: count("x", "1d") >= 0
 rules:
-`)
+`
+
+// ruleFile returns a rule file of n random rules on event type x.
+func (g *guardGen) ruleFile(n int) string {
+	var b strings.Builder
+	b.WriteString(genPrelude)
 	for i := range n {
 		params := ""
 		if g.r.IntN(3) == 0 {

@@ -14,15 +14,7 @@ import (
 // behind a cohort variant guard on most of them, as large rule sets are.
 func (g *guardGen) indexRuleFile(n int) string {
 	var b strings.Builder
-	b.WriteString(`lists:
-  strs: [x, "10", z]
-macros:
-  is_x: event.attrs.a == "x" && has(profile.b)
-  nested: is_x && event.attrs.n > 2
-  tracked_macro: profile.l.exists(t, t == "q") && event.attrs.b == "y"
-  plain_macro: count("x", "1d") >= 0
-rules:
-`)
+	b.WriteString(genPrelude)
 	for i := range n {
 		when := g.when()
 		switch g.r.IntN(4) {
