@@ -671,16 +671,9 @@ func (c *compiler) decorator() interpreter.InterpretableDecorator {
 		if err != nil {
 			return nil, err
 		}
-		agg := Aggregate{Kind: wf.kind, Type: vals[0]}
-		if len(vals) == 3 {
-			agg.Attr = vals[1]
-		}
-		if len(vals) >= 2 {
-			d, err := ParseDuration(vals[len(vals)-1])
-			if err != nil {
-				return nil, err
-			}
-			agg.Window = d
+		agg, err := aggregateOf(wf, vals)
+		if err != nil {
+			return nil, err
 		}
 		idx, ok := c.rs.aggIndex[agg]
 		if !ok {
@@ -688,6 +681,23 @@ func (c *compiler) decorator() interpreter.InterpretableDecorator {
 		}
 		return &windowCall{id: call.ID(), kind: wf.kind, idx: idx}, nil
 	}
+}
+
+// aggregateOf is the aggregate a window function call with these constant
+// arguments reads (type, then attr, then window, as wf.params has them).
+func aggregateOf(wf windowFunc, vals []string) (Aggregate, error) {
+	agg := Aggregate{Kind: wf.kind, Type: vals[0]}
+	if len(vals) == 3 {
+		agg.Attr = vals[1]
+	}
+	if len(vals) >= 2 {
+		d, err := ParseDuration(vals[len(vals)-1])
+		if err != nil {
+			return Aggregate{}, err
+		}
+		agg.Window = d
+	}
+	return agg, nil
 }
 
 // index builds the per-type lists of enabled rules, highest priority first.

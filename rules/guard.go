@@ -485,15 +485,10 @@ func (gf *guardFinder) windowGuard(call, lit ast.Expr, op cmpOp) (guard, bool) {
 			return guard{}, false
 		}
 	}
-	agg := Aggregate{Kind: wf.kind, Type: vals[0]}
-	if len(vals) == 3 {
-		agg.Attr = vals[1]
-	}
-	d, err := ParseDuration(vals[len(vals)-1])
+	agg, err := aggregateOf(wf, vals)
 	if err != nil {
 		return guard{}, false
 	}
-	agg.Window = d
 	idx, ok := gf.aggIndex[agg]
 	if !ok {
 		return guard{}, false
