@@ -42,17 +42,28 @@ func corruptf(format string, args ...any) error {
 
 // appendWindow appends the window record of c to dst:
 //
-//	version byte (4)
-//	uvarint series count, then per series:
+//	version byte (1)
+//	uvarint series count, then per series that has entries (an empty
+//	one is left out: the plan's series missing from a record start
+//	empty when the customer is realigned to the plan):
 //	  uvarint len + type bytes, uvarint len + attr bytes, kind byte,
 //	  uvarint entry count n, and when n > 0:
 //	  zigzag varint first ts, n-1 uvarint deltas to the previous ts,
 //	  then n little-endian float64 (number) or uint64 hashes (distinct).
 func appendWindow(dst []byte, c *Customer) []byte {
 	dst = append(dst, windowVersion)
-	dst = binary.AppendUvarint(dst, uint64(len(c.series)))
+	n := 0
+	for i := range c.series {
+		if c.series[i].len() > 0 {
+			n++
+		}
+	}
+	dst = binary.AppendUvarint(dst, uint64(n))
 	for i := range c.series {
 		s := &c.series[i]
+		if s.len() == 0 {
+			continue
+		}
 		dst = binary.AppendUvarint(dst, uint64(len(s.typ)))
 		dst = append(dst, s.typ...)
 		dst = binary.AppendUvarint(dst, uint64(len(s.attr)))
@@ -60,9 +71,6 @@ func appendWindow(dst []byte, c *Customer) []byte {
 		dst = append(dst, byte(s.kind))
 		ts := s.ts[s.off:]
 		dst = binary.AppendUvarint(dst, uint64(len(ts)))
-		if len(ts) == 0 {
-			continue
-		}
 		dst = binary.AppendVarint(dst, ts[0])
 		for j := 1; j < len(ts); j++ {
 			dst = binary.AppendUvarint(dst, uint64(ts[j])-uint64(ts[j-1]))
