@@ -198,3 +198,56 @@ func BenchmarkReplication(b *testing.B) {
 		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "records/s")
 	})
 }
+
+// BenchmarkLoadMiss is the engine's path for a customer not in the decoded
+// cache: Load reads the window, profile and policy records from Badger
+// and decodes them, and Value realigns the series to the plan. 20,000
+// customers with two events, a profile of six fields and one decision
+// each; a cache of 1,024 customers, so nearly every Load misses. An empty
+// Commit every 256 loads ends the batch, as the engine's does, so that
+// evicted customers are recycled.
+func BenchmarkLoadMiss(b *testing.B) {
+	s := statetest.Open(b, state.Options{GCInterval: -1, CacheCustomers: 1024})
+	p := mustPlan(b, 24*time.Hour, testSpecs...)
+	sh := s.Shard(0)
+	batch := s.NewBatch()
+	const n = 20_000
+	ids := make([]string, n)
+	attrs := map[string]any{"amount": 12.5, "sku": "sku-1"}
+	for i := range ids {
+		ids[i] = fmt.Sprintf("customer-%07d", i)
+		c := load(b, sh, ids[i])
+		c.MergeProfile(map[string]any{"segment": "mass", "age": int64(30 + i%40), "city": "Lisbon",
+			"cohort": fmt.Sprint("K", i%100), "income": 2500.0, "app_user": true})
+		c.Apply(p, "buy", t0+int64(i), attrs)
+		c.Apply(p, "view", t0+int64(i)+sec, nil)
+		c.AddDecision(state.Decision{TS: t0 + int64(i), Rule: "welcome", OfferID: "o-0123456789abcdef01234567",
+			EventID: fmt.Sprint("e-", i), Outcome: "emitted", Channel: "push"}, 20)
+		batch.Put(c)
+		if i%256 == 255 || i == n-1 {
+			if err := s.Commit(batch); err != nil {
+				b.Fatal(err)
+			}
+			batch.Reset()
+		}
+	}
+	at := t0 + int64(n) + 10*sec
+	sum := 0.0
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		c, err := sh.Load(ids[(i*7919)%n])
+		if err != nil {
+			b.Fatal(err)
+		}
+		sum += c.Value(p, 1, at)
+		if i%256 == 255 {
+			if err := s.Commit(batch); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if sum == 0 {
+		b.Fatal("no values")
+	}
+}

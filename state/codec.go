@@ -162,18 +162,19 @@ func (d *decoder) bytes(what string) []byte {
 }
 
 // decodeWindow replaces the series of c with the record in data, reusing
-// c's arrays. data is not retained. It never panics; on error c's series
-// are left empty.
-func decodeWindow(c *Customer, data []byte) error {
+// c's arrays; in, when not nil, interns the series' types and attributes.
+// data is not retained. It never panics; on error c's series are left
+// empty.
+func decodeWindow(c *Customer, data []byte, in *interner) error {
 	c.plan = nil
-	err := decodeSeries(c, data)
+	err := decodeSeries(c, data, in)
 	if err != nil {
 		c.series = c.series[:0]
 	}
 	return err
 }
 
-func decodeSeries(c *Customer, data []byte) error {
+func decodeSeries(c *Customer, data []byte, in *interner) error {
 	c.series = c.series[:0]
 	d := decoder{b: data}
 	if v := d.byte("version"); d.err == nil && v != windowVersion {
@@ -215,8 +216,8 @@ func decodeSeries(c *Customer, data []byte) error {
 		}
 		s := &c.series[len(c.series)-1]
 		*s = series{
-			typ:  string(typ),
-			attr: string(attr),
+			typ:  in.bytes(typ),
+			attr: in.bytes(attr),
 			kind: kind,
 			ts:   s.ts[:0],
 			num:  s.num[:0],

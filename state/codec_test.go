@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 var updateSeeds = flag.Bool("update-seeds", false, "rewrite the seed corpora under testdata/fuzz from real encodings")
@@ -113,7 +114,7 @@ func FuzzDecodeCustomer(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c := newTestCustomer()
-		if err := decodeWindow(c, data); err != nil {
+		if err := decodeWindow(c, data, &interner{}); err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("error %v does not wrap ErrCorrupt", err)
 			}
@@ -125,7 +126,7 @@ func FuzzDecodeCustomer(f *testing.F) {
 		checkInvariants(t, c)
 		enc := appendWindow(nil, c)
 		c2 := newTestCustomer()
-		if err := decodeWindow(c2, enc); err != nil {
+		if err := decodeWindow(c2, enc, nil); err != nil {
 			t.Fatalf("re-encoding does not decode: %v", err)
 		}
 		if d := diffSeries(c, c2); d != "" {
@@ -252,7 +253,7 @@ func TestWindowRoundTrip(t *testing.T) {
 		}
 		enc := appendWindow(nil, c)
 		d := newTestCustomer()
-		if err := decodeWindow(d, enc); err != nil {
+		if err := decodeWindow(d, enc, nil); err != nil {
 			t.Fatalf("customer %d: %v", n, err)
 		}
 		if diff := diffSeries(c, d); diff != "" {
@@ -282,7 +283,7 @@ func TestDecodeWindowErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := decodeWindow(newTestCustomer(), tt.data)
+			err := decodeWindow(newTestCustomer(), tt.data, nil)
 			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("got %v, want ErrCorrupt with %q", err, tt.want)
 			}
@@ -364,7 +365,7 @@ func BenchmarkDecodeCustomer(b *testing.B) {
 	b.SetBytes(int64(len(rec)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := decodeWindow(d, rec); err != nil {
+		if err := decodeWindow(d, rec, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -382,7 +383,7 @@ func TestWindowRecordLeavesOutEmptySeries(t *testing.T) {
 	}
 	enc := appendWindow(nil, c)
 	d := newTestCustomer()
-	if err := decodeWindow(d, enc); err != nil {
+	if err := decodeWindow(d, enc, nil); err != nil {
 		t.Fatal(err)
 	}
 	// buy/amount (number) and buy (none); view and */sku stay empty.
@@ -399,4 +400,75 @@ func TestWindowRecordLeavesOutEmptySeries(t *testing.T) {
 	if got, want := len(d.series), len(fuzzPlan.series); got != want {
 		t.Errorf("realigned customer has %d series, want %d", got, want)
 	}
+}
+
+// TestRealignOwnsItsArrays switches a customer between plans that share
+// some series: no two series of the customer or of its spare may share an
+// array, entries of series kept across plans stay, and once both arrays
+// exist a realign allocates nothing.
+func TestRealignOwnsItsArrays(t *testing.T) {
+	const t0 = int64(1_700_000_000_000)
+	mk := func(specs ...AggSpec) *Plan {
+		p, err := NewPlan(specs, 24*time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	views := AggSpec{Kind: Count, Type: "view", Window: time.Hour}
+	spent := AggSpec{Kind: Sum, Type: "buy", Attr: "amount", Window: time.Hour}
+	skus := AggSpec{Kind: Distinct, Type: "*", Attr: "sku", Window: time.Hour}
+	plans := []*Plan{mk(views, spent), mk(skus, views), mk(spent, skus, views), mk(skus)}
+	owners := func(c *Customer) map[uintptr]string {
+		seen := map[uintptr]string{}
+		check := func(where string, i int, p uintptr) {
+			if p == 0 {
+				return
+			}
+			name := fmt.Sprintf("%s[%d]", where, i)
+			if o, ok := seen[p]; ok {
+				t.Fatalf("%s shares an array with %s", name, o)
+			}
+			seen[p] = name
+		}
+		for where, ss := range map[string][]series{"series": c.series[:cap(c.series)], "spare": c.spare[:cap(c.spare)]} {
+			for i := range ss {
+				s := &ss[i]
+				if cap(s.ts) > 0 {
+					check(where+".ts", i, uintptr(unsafe.Pointer(unsafe.SliceData(s.ts[:1]))))
+				}
+				if cap(s.num) > 0 {
+					check(where+".num", i, uintptr(unsafe.Pointer(unsafe.SliceData(s.num[:1]))))
+				}
+				if cap(s.hash) > 0 {
+					check(where+".hash", i, uintptr(unsafe.Pointer(unsafe.SliceData(s.hash[:1]))))
+				}
+			}
+		}
+		return seen
+	}
+	c := newTestCustomer()
+	ts := t0
+	for step := range 40 {
+		p := plans[step%len(plans)]
+		ts += 1000
+		c.Apply(p, "buy", ts, map[string]any{"amount": 2.0, "sku": fmt.Sprint("s", step)})
+		c.Apply(p, "view", ts, nil)
+		owners(c)
+	}
+	// The last step was under plans[3], which has no views: the view
+	// series starts empty under plans[0] and keeps its entry from there.
+	c.Apply(plans[0], "view", ts, nil)
+	c.realign(plans[2])
+	c.realign(plans[1])
+	if got := c.Value(plans[1], 1, ts); got != 1 {
+		t.Errorf("views after two switches: %v, want 1", got)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		c.realign(plans[2])
+		c.realign(plans[1])
+	}); n != 0 {
+		t.Errorf("realign allocates %v times", n)
+	}
+	owners(c)
 }

@@ -16,7 +16,10 @@ type Customer struct {
 	// nil after decoding, before the first Apply or Value.
 	plan   *Plan
 	series []series
-	pol    policy
+	// spare is the series array realign built in last time, reused by
+	// the next one.
+	spare []series
+	pol   policy
 
 	// due is the due index as committed: the refs of the deferred offers
 	// of the stored k/ record, in key order. Put writes the difference to
@@ -240,30 +243,40 @@ func (c *Customer) distinct(hs []uint64) int {
 
 // realign makes c.series match p.series: series are matched by identity
 // (type, attribute, value kind); series p does not have are dropped, new
-// ones start empty, and retention changes apply at once.
+// ones start empty, and retention changes apply at once. The series array
+// it replaces becomes c.spare, and the next realign builds in that one:
+// a customer loaded from Badger is realigned once per load, so recycled
+// customers would otherwise allocate a new array on every cache miss.
 func (c *Customer) realign(p *Plan) {
-	ns := make([]series, len(p.series))
+	ns := c.spare
+	if cap(ns) < len(p.series) {
+		ns = make([]series, len(p.series))
+	}
+	ns = ns[:len(p.series)]
 	for i := range p.series {
 		d := &p.series[i]
+		s := &ns[i]
+		// The spare's arrays are owned by no other series: keep them.
+		*s = series{ts: s.ts[:0], num: s.num[:0], hash: s.hash[:0]}
 		for j := range c.series {
 			o := &c.series[j]
 			if o.kind == d.kind && o.typ == d.typ && o.attr == d.attr {
-				ns[i] = *o
+				*s, *o = *o, *s // o keeps the spare's arrays
 				break
 			}
 		}
-		s := &ns[i]
 		s.typ, s.attr, s.kind = d.typ, d.attr, d.kind
 		if s.kind != kindNumber {
-			s.num = nil
+			s.num = s.num[:0]
 		}
 		if s.kind != kindHash {
-			s.hash = nil
+			s.hash = s.hash[:0]
 		}
 		if n := len(s.ts); n > s.off {
 			s.evictBefore(s.ts[n-1] - d.retention)
 		}
 	}
+	c.spare = c.series[:0]
 	c.series = ns
 	c.plan = p
 }

@@ -91,7 +91,7 @@ func newChecker() *checker {
 func (ck *checker) check(r *record) error {
 	ck.pol.reset()
 	if len(r.window) > 0 {
-		if err := decodeWindow(&ck.win, r.window); err != nil {
+		if err := decodeWindow(&ck.win, r.window, nil); err != nil {
 			return fmt.Errorf("window record: %w", err)
 		}
 	}

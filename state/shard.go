@@ -112,7 +112,11 @@ func readCustomer(txn *badger.Txn, c *Customer, key []byte, sh *Shard) (_ []byte
 				switch prefix {
 				case prefixCustomer:
 					c.windowExpires, c.storedWindow = item.ExpiresAt(), true
-					return decodeWindow(c, v)
+					var in *interner
+					if sh != nil {
+						in = &sh.in
+					}
+					return decodeWindow(c, v, in)
 				case prefixProfile:
 					c.storedProfile = true
 					if sh == nil {
