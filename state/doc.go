@@ -15,6 +15,10 @@
 // Invalidate, ImportRecords and DropCustomers run while no Shard is in use
 // (between batches). A *Customer stays valid until the next of them.
 //
+// The cache misses of a batch read Badger in one read transaction, opened
+// by the first and discarded when the batch ends (Commit, Invalidate):
+// nothing writes to Badger while a shard is in use.
+//
 // On a cache hit, Load, Apply and Value neither allocate nor lock, and
 // neither do AddContact and CountContacts once the contact list has
 // reached its steady size.

@@ -34,6 +34,10 @@ type Shard struct {
 	retired []*Customer // evicted, recyclable after the batch
 	free    []*Customer // recyclable now
 
+	// txn is the read transaction of the batch's cache misses, opened by
+	// the first and discarded by settle (see read).
+	txn *badger.Txn
+
 	scratch map[uint64]struct{} // Distinct over large windows
 	in      interner            // rule ids, channels, ... of policy records
 	key     []byte
@@ -88,12 +92,26 @@ func (sh *Shard) Load(customerID string) (*Customer, error) {
 	return c, nil
 }
 
+// read reads c from Badger. The misses of one batch share a read
+// transaction: opening one per miss took the oracle's lock and two
+// channel operations of its watermark each time. Nothing writes to Badger
+// while a shard is in use, so the batch's first miss sees what every
+// other would; settle discards it before the next write.
 func (sh *Shard) read(c *Customer) error {
-	return sh.store.db.View(func(txn *badger.Txn) error {
-		var err error
-		sh.key, _, err = readCustomer(txn, c, sh.key, sh)
-		return err
-	})
+	if sh.txn == nil {
+		sh.txn = sh.store.db.NewTransaction(false)
+	}
+	var err error
+	sh.key, _, err = readCustomer(sh.txn, c, sh.key, sh)
+	return err
+}
+
+// endRead discards the batch's read transaction.
+func (sh *Shard) endRead() {
+	if sh.txn != nil {
+		sh.txn.Discard()
+		sh.txn = nil
+	}
 }
 
 // readCustomer reads the records of c.id in txn into the empty c, with key
@@ -285,6 +303,7 @@ func (sh *Shard) remove(c *Customer) {
 // are still cached are linked again, the list is trimmed, and customers
 // evicted during the batch become reusable.
 func (sh *Shard) settle() {
+	sh.endRead()
 	for i, c := range sh.pinned {
 		sh.pinned[i] = nil
 		c.pinned = false

@@ -240,6 +240,9 @@ func (s *Store) Close() error {
 	}
 	s.stopGC()
 	s.gcDone.Wait()
+	for _, sh := range s.shards {
+		sh.endRead()
+	}
 	if s.metrics != nil {
 		s.metrics.store.CompareAndSwap(s, nil)
 	}

@@ -725,3 +725,23 @@ func TestCompressionChangesBetweenOpens(t *testing.T) {
 		t.Errorf("compression lz4: %v, want an error", err)
 	}
 }
+
+// TestMissAfterCommitReadsIt: the cache misses of a batch share a read
+// transaction; a miss after a Commit must see what it wrote.
+func TestMissAfterCommitReadsIt(t *testing.T) {
+	s := statetest.Open(t, state.Options{GCInterval: -1, CacheCustomers: 1})
+	sh := s.Shard(0)
+	b := s.NewBatch()
+	p := mustPlan(t, time.Hour, state.AggSpec{Kind: state.Count, Type: "view", Window: time.Hour})
+
+	load(t, sh, "a") // the batch's first miss
+	c := load(t, sh, "b")
+	c.Apply(p, "view", t0, nil)
+	b.Put(c)
+	commit(t, s, b)
+
+	load(t, sh, "c") // evicts b
+	if got := load(t, sh, "b").Value(p, 0, t0); got != 1 {
+		t.Errorf("b read back after the commit: %v views, want 1", got)
+	}
+}
