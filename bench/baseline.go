@@ -114,7 +114,7 @@ func StartBaseline(ctx context.Context, nc *nats.Conn, opts BaselineOptions) (*B
 	cons, err := js.CreateOrUpdateConsumer(ctx, baselineEvents, jetstream.ConsumerConfig{
 		Durable:       baselineDurable,
 		FilterSubject: BaselinePrefix + ".events.>",
-		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckPolicy:     jetstream.AckAllPolicy, // as the engine's consumers
 		AckWait:       30 * time.Second,
 		MaxAckPending: opts.MaxAckPending,
 		MaxDeliver:    -1,
@@ -208,8 +208,8 @@ func (b *Baseline) loop() error {
 		if err != nil {
 			return fmt.Errorf("baseline publish: %w", err)
 		}
-		for _, m := range batch {
-			_ = m.Ack()
-		}
+		// One acknowledgement of the batch's last event covers it all, as
+		// the engine acknowledges.
+		_ = batch[len(batch)-1].Ack()
 	}
 }

@@ -72,6 +72,8 @@ type Engine struct {
 	rt, bt *source
 	// srcs are the sources the batch in hand moves.
 	srcs []*source
+	// acks: the sources whose consumers the batch acknowledges (process).
+	acks []*source
 	// sc is cluster mode; nil in single-instance mode.
 	sc              *scaleOut
 	appliedPub      atomic.Uint64 // rt.applied, for other goroutines

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -308,6 +309,28 @@ func TestBadInputGoesToDeadLetters(t *testing.T) {
 	if n := len(te.offers(t)); n != 1 {
 		t.Fatalf("good event after bad ones gave %d offers, want 1", n)
 	}
+	// One acknowledgement per batch covers the dead letters' terminations
+	// and every event before the last.
+	info := te.waitAcked(t, seq)
+	if info.Config.AckPolicy != jetstream.AckAllPolicy {
+		t.Errorf("consumer ack policy %v, want all", info.Config.AckPolicy)
+	}
+}
+
+// waitAcked waits until the events consumer has acknowledged every
+// delivery up to seq and holds none pending, and returns its info.
+func (te *testEngine) waitAcked(t *testing.T, seq uint64) *jetstream.ConsumerInfo {
+	t.Helper()
+	var info *jetstream.ConsumerInfo
+	waitFor(t, fmt.Sprintf("the consumer to acknowledge up to %d", seq), func() bool {
+		c, err := te.js.Consumer(context.Background(), "KAIROS_EVENTS", "kairos-engine")
+		if err != nil {
+			t.Fatal(err)
+		}
+		info = c.CachedInfo()
+		return info.AckFloor.Stream >= seq && info.NumAckPending == 0
+	})
+	return info
 }
 
 func TestRestartKeepsWindowsAndDoesNotRepeatOffers(t *testing.T) {
@@ -329,6 +352,47 @@ func TestRestartKeepsWindowsAndDoesNotRepeatOffers(t *testing.T) {
 	te.waitApplied(t, seq)
 	if n := len(te.offers(t)); n != 1 {
 		t.Fatalf("got %d offers, want 1", n)
+	}
+}
+
+// TestExplicitAckConsumerIsMadeAgain: a consumer of an earlier version,
+// which acknowledged each event, is made again with AckAll at the
+// state's watermark; nothing is applied twice and new events flow.
+func TestExplicitAckConsumerIsMadeAgain(t *testing.T) {
+	dir := t.TempDir()
+	te := startTestEngine(t, dir, nil)
+	base := time.Now().UnixMilli()
+	offer := func(te *testEngine, customer string) uint64 { // a txn, then a login that fires first-login
+		te.publishEvent(t, ev{ID: "t-" + customer, CustomerID: customer, Type: "txn", TS: base, Attrs: map[string]any{"amount": 500, "divisor": 1000}}, false)
+		return te.publishEvent(t, ev{ID: "l-" + customer, CustomerID: customer, Type: "login", TS: base + 1, Attrs: map[string]any{"channel": "app"}}, false)
+	}
+	seq := offer(te, "C1")
+	te.waitApplied(t, seq)
+	te.waitAcked(t, seq)
+	ctx := context.Background()
+	if err := te.js.DeleteConsumer(ctx, "KAIROS_EVENTS", "kairos-engine"); err != nil {
+		t.Fatal(err)
+	}
+	te.stop(t)
+
+	// The embedded server stops with the engine: run one under another
+	// consumer name to make the old consumer while nothing consumes it.
+	te = startTestEngine(t, dir, func(c *Config) { c.Consumer.Durable = "kairos-engine-other" })
+	old := consumerConfig(&te.e.cfg, te.e.rt, seq) // as this version makes it, but for the policy
+	old.Durable, old.AckPolicy = "kairos-engine", jetstream.AckExplicitPolicy
+	if _, err := te.js.CreateConsumer(ctx, "KAIROS_EVENTS", old); err != nil {
+		t.Fatal(err)
+	}
+	te.stop(t)
+
+	te = startTestEngine(t, dir, nil)
+	seq = offer(te, "C2")
+	te.waitApplied(t, seq)
+	if info := te.waitAcked(t, seq); info.Config.AckPolicy != jetstream.AckAllPolicy {
+		t.Errorf("consumer ack policy %v, want all", info.Config.AckPolicy)
+	}
+	if n := len(te.offers(t)); n != 2 {
+		t.Errorf("got %d offers, want 2 (one per event, none repeated)", n)
 	}
 }
 

@@ -353,26 +353,46 @@ func (e *Engine) process(ctx context.Context, items []item, sequential bool) err
 	defer e.appliedPub.Store(e.rt.applied)
 	defer e.appliedBatchPub.Store(e.bt.applied)
 	e.crash.reach("after-publish")
+	acks := e.acks[:0]
 	for i := range items {
 		it := &items[i]
+		ack := false
 		switch {
 		case it.msg == nil, it.dropped:
 		case it.dup:
 			e.metrics.Duplicates.Inc()
-			_ = it.msg.Ack()
+			ack = true
 		case it.skipped:
 			e.metrics.BatchDuplicates.Inc()
-			_ = it.msg.Ack()
+			ack = true
 		case it.term != "":
 			_ = it.msg.TermWithReason(it.term)
 		default:
-			_ = it.msg.Ack()
+			ack = true
+		}
+		if s := it.src; ack && (s.ack == nil || it.seq >= s.ackSeq) {
+			if s.ack == nil {
+				acks = append(acks, s)
+			}
+			s.ack, s.ackSeq = it.msg, it.seq
 		}
 		for j := 0; j < it.offers; j++ {
 			e.metrics.ArrivalToOffer.Observe(published.Sub(it.recv).Seconds())
 			e.metrics.EventTimeToOffer.Observe(float64(published.UnixMilli()-it.records[j].eventTS) / 1000)
 		}
 	}
+	// The consumers acknowledge all: one acknowledgement of a consumer's
+	// highest delivery in the batch covers every earlier one, each
+	// applied by this batch or an earlier one (or terminated above), where
+	// one per event cost nats-server an acknowledgement to route and a
+	// consumer state update per event. A dropped delivery is never below
+	// an acknowledged one of its consumer: after a lost delivery every
+	// later one is dropped, and a partition given up drops them all.
+	for i, s := range acks {
+		_ = s.ack.Ack()
+		s.ack, acks[i] = nil, nil
+	}
+	e.acks = acks[:0]
 	e.metrics.BatchSize.Observe(float64(len(items)))
 	e.metrics.BatchDuration.Observe(time.Since(start).Seconds())
 	return nil

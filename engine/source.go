@@ -40,6 +40,10 @@ type source struct {
 	// whether the batch has events of this source.
 	pending uint64
 	inBatch bool
+	// ack is the delivery with the highest sequence (ackSeq) the batch
+	// acknowledges for this consumer, nil when none.
+	ack    jetstream.Msg
+	ackSeq uint64
 
 	// gen counts the consumers the source consumed through; events of an
 	// earlier one are dropped. realign asks for the consumer to be made

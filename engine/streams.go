@@ -121,7 +121,7 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, cfg *Config, sr
 		want.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		want.OptStartSeq = info.AckFloor.Stream + 1
 	}
-	if inSync && info.Config.AckWait == want.AckWait && info.Config.MaxAckPending == want.MaxAckPending && info.Config.FilterSubject == want.FilterSubject {
+	if inSync && info.Config.AckPolicy == want.AckPolicy && info.Config.AckWait == want.AckWait && info.Config.MaxAckPending == want.MaxAckPending && info.Config.FilterSubject == want.FilterSubject {
 		return c, nil
 	}
 	log.Info("recreating consumer at the state's watermark", "consumer", want.Durable, "start_seq", want.OptStartSeq, "ack_floor", info.AckFloor.Stream, "ack_pending", info.NumAckPending)
@@ -132,11 +132,14 @@ func ensureConsumer(ctx context.Context, js jetstream.JetStream, cfg *Config, sr
 }
 
 // consumerConfig is the configuration of src's durable consumer,
-// delivering from seq+1 (everything when seq is 0).
+// delivering from seq+1 (everything when seq is 0). It acknowledges all
+// (AckAll): the engine acknowledges, after each batch, only the last
+// event of each consumer, which covers every earlier delivery (see
+// Engine.process).
 func consumerConfig(cfg *Config, src *source, seq uint64) jetstream.ConsumerConfig {
 	want := jetstream.ConsumerConfig{
 		Durable:       src.durable,
-		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckPolicy:     jetstream.AckAllPolicy,
 		AckWait:       mustDuration(cfg.Consumer.AckWait),
 		MaxAckPending: src.maxAckPending,
 		MaxDeliver:    -1,
