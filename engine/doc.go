@@ -22,14 +22,23 @@
 //     read once per batch. Matches become offers with deterministic ids;
 //     bad events and failing rules become dead letters.
 //  3. Commit. The changed customers, an outbox record for every offer and
-//     dead letter, the deletion of the previous batch's published outbox,
+//     dead letter, the deletion of the outbox records already published,
 //     and the new watermark (stream name, creation time, sequence) are
 //     written in one Badger transaction.
 //  4. Publish. Every outbox record is published with its id as Nats-Msg-Id,
 //     and the batch waits until the streams have stored them all.
-//  5. Acknowledge. Applied events and duplicates are acked; events that are
-//     not decodable, invalid or oversize are terminated (TermWithReason).
-//     An event with an eval dead letter was applied and is acked.
+//  5. Acknowledge. Events that are not decodable, invalid or oversize are
+//     terminated (TermWithReason); then the last of the other deliveries of
+//     each consumer is acked, which acks all before it (AckAll): applied
+//     events, duplicates, and events with an eval dead letter (applied).
+//
+// Steps 4 and 5 of a batch run on a goroutine of their own (publish.go)
+// while the loop takes, evaluates and commits the next batch; the loop
+// waits for them before it hands over that next batch, and whenever it
+// has no next batch to work on. So batches are still published and
+// acknowledged one at a time and in order, and a batch's outbox records
+// are deleted only by a commit made after they were published. In
+// simulations and cluster mode the loop runs steps 4 and 5 itself.
 //
 // An event is thus acknowledged only after its effects are durable. Acks
 // are not confirmed: a lost ack causes a redelivery, which the watermark
@@ -59,16 +68,21 @@
 // a customer always goes to the same worker, so its state is touched by
 // one goroutine. Workers run between the loop's hand-off and its wait (a
 // small batch runs inline on the loop goroutine), and Commit runs only when
-// no worker does. Other goroutines, such as the HTTP handlers, read atomics
-// only. The engine holds no mutex, so there is no lock order.
+// no worker does. The publishing stage of the previous batch touches only
+// its own copy of the batch's items and keys, the publisher (which the
+// loop leaves to it meanwhile), the metrics and atomics; the loop's waiting
+// for it orders the two. Other goroutines, such as the HTTP handlers, read
+// atomics only. The engine holds no mutex, so there is no lock order.
 //
 // # Shutdown
 //
 // When the context of Run ends, the loop returns between batches: the batch
 // in hand is finished (committed, published, acknowledged), or, if it is
-// waiting to retry, left unacknowledged for redelivery. Then readiness
-// drops, consuming stops (fetched but unprocessed events stay
-// unacknowledged), a last commit deletes the published outbox records, and
+// waiting to retry, left unacknowledged for redelivery; a batch whose
+// publishing the stop cut short stays in the outbox for the next start.
+// Then readiness drops, consuming stops (fetched but unprocessed events
+// stay unacknowledged), a last commit deletes the published outbox
+// records, and
 // the NATS connection, the embedded server, the state and the HTTP server
 // are closed, in that order. Run returns nil after a graceful stop.
 package engine

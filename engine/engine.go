@@ -72,8 +72,11 @@ type Engine struct {
 	rt, bt *source
 	// srcs are the sources the batch in hand moves.
 	srcs []*source
-	// acks: the sources whose consumers the batch acknowledges (process).
-	acks []*source
+	// jobs are the two publishing stages in turn, nextJob the next one's
+	// index, inflight the one publishing now (publish.go).
+	jobs     [2]*pubJob
+	nextJob  int
+	inflight *pubJob
 	// sc is cluster mode; nil in single-instance mode.
 	sc              *scaleOut
 	appliedPub      atomic.Uint64 // rt.applied, for other goroutines

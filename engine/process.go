@@ -84,8 +84,21 @@ func (e *Engine) loop(ctx context.Context) error {
 	// Batch events are taken at most batch.consume_rate a second.
 	lim := rate.NewLimiter(rate.Limit(e.cfg.Batch.ConsumeRate), e.cfg.Batch.MaxPerBatch)
 	tokenWait := time.Duration(float64(time.Second) / e.cfg.Batch.ConsumeRate)
+	// Whatever way the loop ends, the batch being published finishes
+	// first (or fails with the stop, and stays in the outbox).
+	defer func() { _ = e.awaitPublished() }()
 	for {
 		msgs = msgs[:0]
+		if e.inflight != nil && len(e.rt.in) == 0 && len(e.bt.in) == 0 {
+			// No next batch to overlap the publishing with: let it end,
+			// so that an idle engine has everything acknowledged.
+			if err := e.awaitPublished(); err != nil {
+				if ctx.Err() != nil {
+					return nil // the stop cut it short
+				}
+				return err
+			}
+		}
 		if len(e.prevKeys) > 0 {
 			idle.Reset(time.Second)
 		}
@@ -338,64 +351,16 @@ func (e *Engine) process(ctx context.Context, items []item, sequential bool) err
 		resetItems(items)
 		return e.process(ctx, items, true)
 	}
+	var keys [][]byte
 	if len(e.srcs) > 0 {
 		if err := e.commit(items, e.srcs); err != nil {
 			return err
 		}
+		keys = e.keys
 		e.crash.reach("after-commit")
 	}
-
-	// Publish what the batch decided, then acknowledge.
-	if err := e.publish(ctx, items); err != nil {
-		return err
-	}
-	published := time.Now()
-	defer e.appliedPub.Store(e.rt.applied)
-	defer e.appliedBatchPub.Store(e.bt.applied)
-	e.crash.reach("after-publish")
-	acks := e.acks[:0]
-	for i := range items {
-		it := &items[i]
-		ack := false
-		switch {
-		case it.msg == nil, it.dropped:
-		case it.dup:
-			e.metrics.Duplicates.Inc()
-			ack = true
-		case it.skipped:
-			e.metrics.BatchDuplicates.Inc()
-			ack = true
-		case it.term != "":
-			_ = it.msg.TermWithReason(it.term)
-		default:
-			ack = true
-		}
-		if s := it.src; ack && (s.ack == nil || it.seq >= s.ackSeq) {
-			if s.ack == nil {
-				acks = append(acks, s)
-			}
-			s.ack, s.ackSeq = it.msg, it.seq
-		}
-		for j := 0; j < it.offers; j++ {
-			e.metrics.ArrivalToOffer.Observe(published.Sub(it.recv).Seconds())
-			e.metrics.EventTimeToOffer.Observe(float64(published.UnixMilli()-it.records[j].eventTS) / 1000)
-		}
-	}
-	// The consumers acknowledge all: one acknowledgement of a consumer's
-	// highest delivery in the batch covers every earlier one, each
-	// applied by this batch or an earlier one (or terminated above), where
-	// one per event cost nats-server an acknowledgement to route and a
-	// consumer state update per event. A dropped delivery is never below
-	// an acknowledged one of its consumer: after a lost delivery every
-	// later one is dropped, and a partition given up drops them all.
-	for i, s := range acks {
-		_ = s.ack.Ack()
-		s.ack, acks[i] = nil, nil
-	}
-	e.acks = acks[:0]
-	e.metrics.BatchSize.Observe(float64(len(items)))
-	e.metrics.BatchDuration.Observe(time.Since(start).Seconds())
-	return nil
+	// Publish what the batch decided, then acknowledge (publish.go).
+	return e.handOff(ctx, e.newPubJob(items, keys, start))
 }
 
 // errFatal marks an error the engine cannot recover from without a
@@ -489,7 +454,9 @@ func (e *Engine) commit(items []item, srcs []*source) error {
 		}
 	}
 	e.applyBudgetUse(used)
-	e.prevKeys = append(e.prevKeys[:0], keys...)
+	// Deleted by this commit; the batch's own keys join them once it is
+	// published (awaitPublished).
+	e.prevKeys = e.prevKeys[:0]
 	for _, wk := range e.workers {
 		e.noteRelease(wk.minRelease)
 	}
