@@ -77,6 +77,7 @@ type Engine struct {
 	jobs     [2]*pubJob
 	nextJob  int
 	inflight *pubJob
+	ackSrcs  []*source // newPubJob's scratch
 	// sc is cluster mode; nil in single-instance mode.
 	sc              *scaleOut
 	appliedPub      atomic.Uint64 // rt.applied, for other goroutines

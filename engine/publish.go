@@ -68,7 +68,7 @@ func (e *Engine) newPubJob(items []item, keys [][]byte, start time.Time) *pubJob
 		}
 	}
 	j.acks = j.acks[:0]
-	var srcs []*source
+	srcs := e.ackSrcs[:0]
 	for i := range items {
 		it := &items[i]
 		if it.msg == nil || it.dropped || it.term != "" {
@@ -81,10 +81,11 @@ func (e *Engine) newPubJob(items []item, keys [][]byte, start time.Time) *pubJob
 			s.ack, s.ackSeq = it.msg, it.seq
 		}
 	}
-	for _, s := range srcs {
+	for i, s := range srcs {
 		j.acks = append(j.acks, s.ack)
-		s.ack = nil
+		s.ack, srcs[i] = nil, nil
 	}
+	e.ackSrcs = srcs[:0]
 	j.rtApplied, j.btApplied = e.rt.applied, e.bt.applied
 	j.start, j.err = start, nil
 	return j
