@@ -34,8 +34,8 @@
 //
 // Steps 4 and 5 of a batch run on a goroutine of their own (publish.go)
 // while the loop takes, evaluates and commits the next batch; the loop
-// waits for them before it hands over that next batch, and whenever it
-// has no next batch to work on. So batches are still published and
+// waits for them before it hands over that next batch, and takes their
+// end like a message when it has none. So batches are still published and
 // acknowledged one at a time and in order, and a batch's outbox records
 // are deleted only by a commit made after they were published. In
 // simulations and cluster mode the loop runs steps 4 and 5 itself.

@@ -89,18 +89,15 @@ func (e *Engine) loop(ctx context.Context) error {
 	defer func() { _ = e.awaitPublished() }()
 	for {
 		msgs = msgs[:0]
-		if e.inflight != nil && len(e.rt.in) == 0 && len(e.bt.in) == 0 {
-			// No next batch to overlap the publishing with: let it end,
-			// so that an idle engine has everything acknowledged.
-			if err := e.awaitPublished(); err != nil {
-				if ctx.Err() != nil {
-					return nil // the stop cut it short
-				}
-				return err
-			}
-		}
 		if len(e.prevKeys) > 0 {
 			idle.Reset(time.Second)
+		}
+		// The batch being published, if any: its end is an event of the
+		// loop like a message, so that the next batch may be taken and
+		// committed meanwhile (publish.go).
+		var pubDone <-chan struct{}
+		if e.inflight != nil {
+			pubDone = e.inflight.done
 		}
 		btIn := e.bt.in
 		var throttled <-chan time.Time
@@ -114,6 +111,14 @@ func (e *Engine) loop(ctx context.Context) error {
 		case <-ctx.Done():
 			idle.Stop()
 			return nil
+		case <-pubDone:
+			if err := e.published(); err != nil {
+				if ctx.Err() != nil {
+					return nil // the stop cut it short
+				}
+				return err
+			}
+			continue
 		case <-idle.C:
 			// Nothing came for a while: clear the published outbox now
 			// rather than with the next batch.

@@ -9,11 +9,12 @@ import (
 
 // pubJob is the last stage of a batch: publish its outbox records, then
 // acknowledge its events. In single-instance mode the engine runs it on a
-// goroutine of its own while the batch loop processes and commits the next
-// batch (publish overlaps with the next batch's work); the loop waits for
-// it before it hands over the next one, so batches are published and
-// acknowledged in order, one at a time. Simulations and cluster mode run
-// it in the loop.
+// goroutine of its own while the batch loop takes, processes and commits
+// the next batch (publish overlaps with the next batch's work); the loop
+// waits for it before it hands over the next one, so batches are
+// published and acknowledged in order, one at a time. The loop's select
+// takes a job's end like a message, so an idle engine has everything
+// acknowledged. Simulations and cluster mode run it in the loop.
 //
 // A job owns copies of what it reads: the batch's items (records and
 // messages are never changed after the batch is committed), its outbox
@@ -161,11 +162,17 @@ func (e *Engine) handOff(ctx context.Context, j *pubJob) error {
 // stop came before it was published) leaves its records to the outbox
 // recovery of the next start.
 func (e *Engine) awaitPublished() error {
-	j := e.inflight
-	if j == nil {
+	if e.inflight == nil {
 		return nil
 	}
-	<-j.done
+	<-e.inflight.done
+	return e.published()
+}
+
+// published takes the end of the batch being published, whose done
+// channel was received from.
+func (e *Engine) published() error {
+	j := e.inflight
 	e.inflight = nil
 	if j.err != nil {
 		return j.err

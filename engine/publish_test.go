@@ -32,3 +32,47 @@ func TestStopWhilePublishingKeepsTheOutbox(t *testing.T) {
 		t.Fatalf("after the restart: %d offers, want the 1 left in the outbox", n)
 	}
 }
+
+// TestNextBatchIsCommittedWhilePublishing: while a batch cannot be
+// published (the offers stream is gone), the next batch is still evaluated
+// and committed, and neither is acknowledged; once the stream is back,
+// both are published in order, each offer once, and acknowledged. It fails
+// if the loop waits for the publishing before it takes the next batch.
+func TestNextBatchIsCommittedWhilePublishing(t *testing.T) {
+	te := startTestEngine(t, t.TempDir(), nil)
+	ctx := context.Background()
+	if err := te.js.DeleteStream(ctx, "KAIROS_OFFERS"); err != nil {
+		t.Fatal(err)
+	}
+	base := time.Now().UnixMilli()
+	offer := func(customer string) uint64 { // a txn, then a login that fires first-login
+		te.publishEvent(t, ev{ID: "t-" + customer, CustomerID: customer, Type: "txn", TS: base, Attrs: map[string]any{"amount": 500, "divisor": 1000}}, false)
+		return te.publishEvent(t, ev{ID: "l-" + customer, CustomerID: customer, Type: "login", TS: base + 1, Attrs: map[string]any{"channel": "app"}}, false)
+	}
+	first := offer("C1")
+	waitFor(t, "a failed publish", func() bool { return testutil.ToFloat64(te.e.metrics.PublishRetries) > 0 })
+	second := offer("C2")
+	// One batch more may be committed (the loop then waits to hand it
+	// over): C2's txn, maybe with its login.
+	waitFor(t, "the next batch committed", func() bool {
+		w, err := te.e.store.Applied()
+		return err == nil && w.Seq > first
+	})
+	if got := te.e.Applied(); got >= first {
+		t.Fatalf("Applied %d: acknowledged before its offer was published", got)
+	}
+
+	if _, _, err := ensureStreams(ctx, te.js, &te.e.cfg, te.e.sub); err != nil {
+		t.Fatal(err)
+	}
+	te.waitApplied(t, second)
+	te.waitAcked(t, second)
+	offers := te.offers(t)
+	if len(offers) != 2 || offers[0].CustomerID != "C1" || offers[1].CustomerID != "C2" {
+		var got []string
+		for _, o := range offers {
+			got = append(got, o.CustomerID)
+		}
+		t.Fatalf("offers for %v, want C1 then C2, once each", got)
+	}
+}
