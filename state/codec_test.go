@@ -402,10 +402,11 @@ func TestWindowRecordLeavesOutEmptySeries(t *testing.T) {
 	}
 }
 
-// TestRealignOwnsItsArrays switches a customer between plans that share
-// some series: no two series of the customer or of its spare may share an
-// array, entries of series kept across plans stay, and once both arrays
-// exist a realign allocates nothing.
+// TestRealignOwnsItsArrays switches a customer of a shard between plans
+// that share some series: no two series of the customer share an array,
+// the shard's scratch keeps none, entries of series kept across plans
+// stay, and once the customer's array is large enough a realign allocates
+// nothing.
 func TestRealignOwnsItsArrays(t *testing.T) {
 	const t0 = int64(1_700_000_000_000)
 	mk := func(specs ...AggSpec) *Plan {
@@ -431,7 +432,12 @@ func TestRealignOwnsItsArrays(t *testing.T) {
 			}
 			seen[p] = name
 		}
-		for where, ss := range map[string][]series{"series": c.series[:cap(c.series)], "spare": c.spare[:cap(c.spare)]} {
+		for _, s := range c.shard.align[:cap(c.shard.align)] {
+			if s.ts != nil || s.num != nil || s.hash != nil {
+				t.Fatal("the shard's scratch keeps a series' arrays")
+			}
+		}
+		for where, ss := range map[string][]series{"series": c.series[:cap(c.series)]} {
 			for i := range ss {
 				s := &ss[i]
 				if cap(s.ts) > 0 {
@@ -448,6 +454,7 @@ func TestRealignOwnsItsArrays(t *testing.T) {
 		return seen
 	}
 	c := newTestCustomer()
+	c.shard = &Shard{}
 	ts := t0
 	for step := range 40 {
 		p := plans[step%len(plans)]

@@ -16,10 +16,7 @@ type Customer struct {
 	// nil after decoding, before the first Apply or Value.
 	plan   *Plan
 	series []series
-	// spare is the series array realign built in last time, reused by
-	// the next one.
-	spare []series
-	pol   policy
+	pol    policy
 
 	// due is the due index as committed: the refs of the deferred offers
 	// of the stored k/ record, in key order. Put writes the difference to
@@ -243,42 +240,54 @@ func (c *Customer) distinct(hs []uint64) int {
 
 // realign makes c.series match p.series: series are matched by identity
 // (type, attribute, value kind); series p does not have are dropped, new
-// ones start empty, and retention changes apply at once. The series array
-// it replaces becomes c.spare, and the next realign builds in that one:
-// a customer loaded from Badger is realigned once per load, so recycled
-// customers would otherwise allocate a new array on every cache miss.
+// ones start empty, and retention changes apply at once. A customer read
+// from Badger is realigned once per load: the new order is built in the
+// shard's scratch and copied back into c's own array, so that a recycled
+// customer neither allocates nor keeps a second array (a customer of no
+// shard, a snapshot, allocates).
 func (c *Customer) realign(p *Plan) {
-	ns := c.spare
-	if cap(ns) < len(p.series) {
-		ns = make([]series, len(p.series))
+	n := len(p.series)
+	var ns []series
+	if c.shard != nil {
+		if cap(c.shard.align) < n {
+			c.shard.align = make([]series, n)
+		}
+		ns = c.shard.align[:n]
+	} else {
+		ns = make([]series, n)
 	}
-	ns = ns[:len(p.series)]
 	for i := range p.series {
 		d := &p.series[i]
 		s := &ns[i]
-		// The spare's arrays are owned by no other series: keep them.
-		*s = series{ts: s.ts[:0], num: s.num[:0], hash: s.hash[:0]}
 		for j := range c.series {
 			o := &c.series[j]
 			if o.kind == d.kind && o.typ == d.typ && o.attr == d.attr {
-				*s, *o = *o, *s // o keeps the spare's arrays
+				*s, *o = *o, series{} // moved: no two series share an array
 				break
 			}
 		}
 		s.typ, s.attr, s.kind = d.typ, d.attr, d.kind
 		if s.kind != kindNumber {
-			s.num = s.num[:0]
+			s.num = nil
 		}
 		if s.kind != kindHash {
-			s.hash = s.hash[:0]
+			s.hash = nil
 		}
-		if n := len(s.ts); n > s.off {
-			s.evictBefore(s.ts[n-1] - d.retention)
+		if k := len(s.ts); k > s.off {
+			s.evictBefore(s.ts[k-1] - d.retention)
 		}
 	}
-	c.spare = c.series[:0]
-	c.series = ns
 	c.plan = p
+	if c.shard == nil {
+		c.series = ns
+		return
+	}
+	if cap(c.series) < n {
+		c.series = make([]series, n)
+	}
+	c.series = c.series[:n]
+	copy(c.series, ns)
+	clear(ns)
 }
 
 // resetCurrent forgets which event was current (a new event is coming).

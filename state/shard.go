@@ -39,6 +39,7 @@ type Shard struct {
 	txn *badger.Txn
 
 	scratch map[uint64]struct{} // Distinct over large windows
+	align   []series            // realign's scratch
 	in      interner            // rule ids, channels, ... of policy records
 	key     []byte
 	dec     *msgpack.Decoder
