@@ -25,8 +25,9 @@ const (
 // written by this package, stored under m/schema.
 const schemaVersion = 1
 
-// windowVersion is the first byte of a window record.
-const windowVersion = 1
+// windowVersion is the first byte of a window record written; version 1
+// is read too (see appendWindow).
+const windowVersion = 2
 
 // watermarkVersion is the first byte of the m/applied record.
 const watermarkVersion = 1
@@ -42,23 +43,41 @@ func corruptf(format string, args ...any) error {
 
 // appendWindow appends the window record of c to dst:
 //
-//	version byte (1)
-//	uvarint series count, then per series that has entries (an empty
-//	one is left out: the plan's series missing from a record start
-//	empty when the customer is realigned to the plan):
+//	version byte (2)
+//	uvarint series count, then, when it is not 0, zigzag varint base: the
+//	first timestamp of the first series; then per series that has
+//	entries (an empty one is left out: the plan's series missing from a
+//	record start empty when the customer is realigned to the plan):
 //	  uvarint len + type bytes, uvarint len + attr bytes, kind byte,
-//	  uvarint entry count n, and when n > 0:
-//	  zigzag varint first ts, n-1 uvarint deltas to the previous ts,
-//	  then n little-endian float64 (number) or uint64 hashes (distinct).
+//	  for a number series a value mode byte (below),
+//	  uvarint entry count n (> 0),
+//	  zigzag varint first ts - base (wrapping), n-1 uvarint deltas to the
+//	  previous ts,
+//	  then n values: for a number series, by mode, 0: little-endian
+//	  float64; 1: zigzag varint of the value, an integer; 2: zigzag
+//	  varint of the value times 100, a whole number of cents; for a hash
+//	  series (distinct) little-endian uint64.
+//
+// Mode 1 or 2 is chosen only when every value of the series comes back
+// bit for bit (amounts are mostly whole or in cents: 3 bytes instead of
+// 8). Version 1, still read, had no base (each first ts absolute) and no
+// mode (always float64).
 func appendWindow(dst []byte, c *Customer) []byte {
 	dst = append(dst, windowVersion)
 	n := 0
+	var base int64
 	for i := range c.series {
-		if c.series[i].len() > 0 {
+		if s := &c.series[i]; s.len() > 0 {
+			if n == 0 {
+				base = s.ts[s.off]
+			}
 			n++
 		}
 	}
 	dst = binary.AppendUvarint(dst, uint64(n))
+	if n > 0 {
+		dst = binary.AppendVarint(dst, base)
+	}
 	for i := range c.series {
 		s := &c.series[i]
 		if s.len() == 0 {
@@ -69,16 +88,28 @@ func appendWindow(dst []byte, c *Customer) []byte {
 		dst = binary.AppendUvarint(dst, uint64(len(s.attr)))
 		dst = append(dst, s.attr...)
 		dst = append(dst, byte(s.kind))
+		mode := numFloat
+		if s.kind == kindNumber {
+			mode = numberMode(s.num[s.off:])
+			dst = append(dst, mode)
+		}
 		ts := s.ts[s.off:]
 		dst = binary.AppendUvarint(dst, uint64(len(ts)))
-		dst = binary.AppendVarint(dst, ts[0])
+		dst = binary.AppendVarint(dst, int64(uint64(ts[0])-uint64(base)))
 		for j := 1; j < len(ts); j++ {
 			dst = binary.AppendUvarint(dst, uint64(ts[j])-uint64(ts[j-1]))
 		}
 		switch s.kind {
 		case kindNumber:
 			for _, v := range s.num[s.off:] {
-				dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(v))
+				switch mode {
+				case numInteger:
+					dst = binary.AppendVarint(dst, int64(v))
+				case numCents:
+					dst = binary.AppendVarint(dst, int64(math.Round(v*100)))
+				default:
+					dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(v))
+				}
 			}
 		case kindHash:
 			for _, h := range s.hash[s.off:] {
@@ -87,6 +118,40 @@ func appendWindow(dst []byte, c *Customer) []byte {
 		}
 	}
 	return dst
+}
+
+// Value modes of a number series in a window record.
+const (
+	numFloat   byte = iota // little-endian float64
+	numInteger             // zigzag varint
+	numCents               // zigzag varint of value*100
+)
+
+// maxExact is 2^53: integers up to it are exact in a float64.
+const maxExact = 1 << 53
+
+// numberMode returns the most compact mode that gives every value back
+// bit for bit: -0, NaN, infinities and fractions other than cents keep
+// float64.
+func numberMode(vs []float64) byte {
+	integers := true
+	for _, v := range vs {
+		if v == 0 && math.Signbit(v) || !(math.Abs(v) <= maxExact) {
+			return numFloat
+		}
+		if v != math.Trunc(v) {
+			integers = false
+		}
+	}
+	if integers {
+		return numInteger
+	}
+	for _, v := range vs {
+		if r := math.Round(v * 100); !(math.Abs(r) <= maxExact) || r/100 != v {
+			return numFloat
+		}
+	}
+	return numCents
 }
 
 // decoder reads a record; every read checks bounds.
@@ -177,24 +242,36 @@ func decodeWindow(c *Customer, data []byte, in *interner) error {
 func decodeSeries(c *Customer, data []byte, in *interner) error {
 	c.series = c.series[:0]
 	d := decoder{b: data}
-	if v := d.byte("version"); d.err == nil && v != windowVersion {
-		return corruptf("unknown window record version %d", v)
+	version := d.byte("version")
+	if d.err == nil && version != 1 && version != windowVersion {
+		return corruptf("unknown window record version %d", version)
 	}
 	ns := d.uvarint("series count")
 	// Every series takes at least 4 bytes.
 	if d.err == nil && ns > uint64(len(d.b))/4 {
 		return corruptf("series count %d exceeds record size", ns)
 	}
+	var base int64
+	if version > 1 && ns > 0 {
+		base = d.varint("base timestamp")
+	}
 	for k := uint64(0); k < ns && d.err == nil; k++ {
 		typ := d.bytes("series type")
 		attr := d.bytes("series attribute")
 		kind := valueKind(d.byte("series kind"))
+		if d.err == nil && (kind < kindNone || kind > kindHash) {
+			return corruptf("unknown series kind %d", kind)
+		}
+		mode := numFloat
+		if version > 1 && kind == kindNumber {
+			mode = d.byte("value mode")
+			if d.err == nil && mode > numCents {
+				return corruptf("unknown value mode %d", mode)
+			}
+		}
 		n := d.uvarint("entry count")
 		if d.err != nil {
 			break
-		}
-		if kind < kindNone || kind > kindHash {
-			return corruptf("unknown series kind %d", kind)
 		}
 		for j := range c.series {
 			o := &c.series[j]
@@ -203,8 +280,12 @@ func decodeSeries(c *Customer, data []byte, in *interner) error {
 			}
 		}
 		per := uint64(1)
-		if kind != kindNone {
+		switch {
+		case kind == kindNone:
+		case mode == numFloat:
 			per += 8
+		default:
+			per++
 		}
 		if n > uint64(len(d.b))/per {
 			return corruptf("entry count %d exceeds record size", n)
@@ -227,6 +308,9 @@ func decodeSeries(c *Customer, data []byte, in *interner) error {
 			continue
 		}
 		t := d.varint("first timestamp")
+		if version > 1 {
+			t = int64(uint64(base) + uint64(t))
+		}
 		s.ts = append(s.ts, t)
 		for j := uint64(1); j < n && d.err == nil; j++ {
 			delta := d.uvarint("timestamp delta")
@@ -237,12 +321,20 @@ func decodeSeries(c *Customer, data []byte, in *interner) error {
 			s.ts = append(s.ts, t)
 		}
 		for j := uint64(0); j < n && d.err == nil && kind != kindNone; j++ {
-			v := d.u64("value")
-			if kind == kindNumber {
-				s.num = append(s.num, math.Float64frombits(v))
-			} else {
-				s.hash = append(s.hash, v)
+			if kind == kindHash {
+				s.hash = append(s.hash, d.u64("hash"))
+				continue
 			}
+			var v float64
+			switch mode {
+			case numInteger:
+				v = float64(d.varint("value"))
+			case numCents:
+				v = float64(d.varint("value")) / 100
+			default:
+				v = math.Float64frombits(d.u64("value"))
+			}
+			s.num = append(s.num, v)
 		}
 	}
 	if d.err != nil {

@@ -269,7 +269,7 @@ func TestDecodeWindowErrors(t *testing.T) {
 		want string
 	}{
 		{"an empty record", nil, "version"},
-		{"an unknown version", []byte{2, 0}, "unknown window record version 2"},
+		{"an unknown version", []byte{3, 0}, "unknown window record version 3"},
 		{"a missing series count", []byte{1}, "series count"},
 		{"more series than bytes", []byte{1, 100, 0, 0, 1, 0}, "series count 100 exceeds record size"},
 		{"a type longer than the record", []byte{1, 1, 9, 'a', 0, 1, 0}, "series type"},
@@ -280,6 +280,15 @@ func TestDecodeWindowErrors(t *testing.T) {
 		{"a timestamp overflow", append([]byte{1, 1, 0, 0, 1, 2, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, 2), "timestamp overflow"},
 		{"trailing bytes", []byte{1, 0, 7}, "1 trailing bytes"},
 		{"an overlong varint", []byte{1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01}, "series count"},
+		// Version 2: a base timestamp after the series count, a value mode
+		// byte after the kind of a number series.
+		{"v2: a missing base", []byte{2, 1}, "series count 1 exceeds record size"},
+		{"v2: a truncated base", []byte{2, 1, 0x80, 0, 0, 2, 0, 1}, "series kind"},
+		{"v2: an unknown value mode", []byte{2, 1, 0, 0, 0, 2, 3, 1, 0, 0}, "unknown value mode 3"},
+		{"v2: a missing value mode", []byte{2, 1, 0, 0, 0, 2}, "value mode"},
+		{"v2: more varint entries than bytes", []byte{2, 1, 0, 0, 0, 2, 1, 3, 0, 0, 0}, "entry count 3 exceeds record size"},
+		{"v2: a truncated varint value", []byte{2, 1, 0, 0, 0, 2, 1, 1, 0, 0x80}, "value"},
+		{"v2: a truncated float value", []byte{2, 1, 0, 0, 0, 2, 0, 1, 0x80, 0x01, 1, 2, 3, 4, 5, 6, 7}, "value"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -478,4 +487,47 @@ func TestRealignOwnsItsArrays(t *testing.T) {
 		t.Errorf("realign allocates %v times", n)
 	}
 	owners(c)
+}
+
+// TestWindowNumberModes: a number series is written as integers or cents
+// only when every value comes back bit for bit, and round trips whatever
+// the mode.
+func TestWindowNumberModes(t *testing.T) {
+	const t0 = int64(1_700_000_000_000)
+	tests := []struct {
+		name string
+		vs   []float64
+		mode byte
+	}{
+		{"integers", []float64{0, 1, -1, 250, -1 << 53, 1 << 53}, numInteger},
+		{"cents", []float64{0.07, 12345.67, -0.01, 3, 99.99}, numCents},
+		{"whole, then cents", []float64{1<<53 - 1, 0.5}, numFloat}, // (2^53-1)*100 is not exact
+		{"negative zero", []float64{1, math.Copysign(0, -1)}, numFloat},
+		{"next to cents", []float64{math.Nextafter(0.3, 1)}, numFloat},
+		{"beyond 2^53", []float64{1<<53 + 2}, numFloat},
+		{"infinity", []float64{math.Inf(-1)}, numFloat},
+		{"tiny", []float64{1e-9}, numFloat},
+		{"huge", []float64{1e300}, numFloat},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := numberMode(tt.vs); got != tt.mode {
+				t.Errorf("mode %d, want %d", got, tt.mode)
+			}
+			c := newTestCustomer()
+			s := series{typ: "buy", attr: "amount", kind: kindNumber}
+			for i, v := range tt.vs {
+				s.ts = append(s.ts, t0+int64(i))
+				s.num = append(s.num, v)
+			}
+			c.series = append(c.series, s)
+			d := newTestCustomer()
+			if err := decodeWindow(d, appendWindow(nil, c), nil); err != nil {
+				t.Fatal(err)
+			}
+			if diff := diffSeries(c, d); diff != "" {
+				t.Error(diff)
+			}
+		})
+	}
 }

@@ -204,12 +204,20 @@
 // The k/, q/ and n/ keys came later within schema 1: a store written
 // before has none of them, and its customers load with an empty policy.
 //
-// The window record is: version byte 1; uvarint series count; per series
-// uvarint length + type, uvarint length + attribute, kind byte (1 none,
-// 2 number, 3 hash), uvarint entry count n and, when n > 0, a zigzag varint
-// first timestamp, n-1 uvarint deltas, then n little-endian float64 values
-// or uint64 hashes. The decoder rejects anything else with ErrCorrupt
-// naming the key; it never panics.
+// The window record is: version byte 2; uvarint series count, then, when
+// not 0, a zigzag varint base timestamp (the first of the first series);
+// per series with entries (empty ones are left out) uvarint length +
+// type, uvarint length + attribute, kind byte (1 none, 2 number, 3 hash),
+// for a number series a value mode byte (0 float64, 1 integers, 2 cents),
+// uvarint entry count n, a zigzag varint first timestamp minus the base,
+// n-1 uvarint deltas, then n values: little-endian float64, or zigzag
+// varints of the value (mode 1) or of the value times 100 (mode 2), or
+// little-endian uint64 hashes. A mode other than 0 is written only when
+// every value of the series comes back bit for bit. Version 1 (each
+// series with entries or not, the first timestamp absolute, always
+// float64) is still read; a record is rewritten in version 2 when the
+// customer's windows next change. The decoder rejects anything else with
+// ErrCorrupt naming the key; it never panics.
 //
 // The policy record is: version byte 1; a string table (uvarint count,
 // then uvarint length + bytes each) of the rule ids, channels, outcomes

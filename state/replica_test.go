@@ -344,7 +344,7 @@ func TestImportRejectsCorruptRecords(t *testing.T) {
 	_, n1 := binary.Uvarint(good[1:])
 	_, n2 := binary.Uvarint(good[1+n1:])
 	win := 1 + n1 + n2
-	if good[0] != 1 || good[win] != 1 {
+	if good[0] != 1 || good[win] != 2 {
 		t.Fatalf("unexpected record layout %q", good[:win+1])
 	}
 	mutate := func(f func(r []byte) []byte) []byte { return f(bytes.Clone(good)) }
