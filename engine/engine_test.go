@@ -317,6 +317,14 @@ func TestBadInputGoesToDeadLetters(t *testing.T) {
 	}
 }
 
+// firstLogin publishes a txn and then a login of customer at base that
+// fire first-login (one offer), and returns the login's sequence.
+func (te *testEngine) firstLogin(t *testing.T, customer string, base int64) uint64 {
+	t.Helper()
+	te.publishEvent(t, ev{ID: "t-" + customer, CustomerID: customer, Type: "txn", TS: base, Attrs: map[string]any{"amount": 500, "divisor": 1000}}, false)
+	return te.publishEvent(t, ev{ID: "l-" + customer, CustomerID: customer, Type: "login", TS: base + 1, Attrs: map[string]any{"channel": "app"}}, false)
+}
+
 // waitAcked waits until the events consumer has acknowledged every
 // delivery up to seq and holds none pending, and returns its info.
 func (te *testEngine) waitAcked(t *testing.T, seq uint64) *jetstream.ConsumerInfo {
@@ -362,11 +370,7 @@ func TestExplicitAckConsumerIsMadeAgain(t *testing.T) {
 	dir := t.TempDir()
 	te := startTestEngine(t, dir, nil)
 	base := time.Now().UnixMilli()
-	offer := func(te *testEngine, customer string) uint64 { // a txn, then a login that fires first-login
-		te.publishEvent(t, ev{ID: "t-" + customer, CustomerID: customer, Type: "txn", TS: base, Attrs: map[string]any{"amount": 500, "divisor": 1000}}, false)
-		return te.publishEvent(t, ev{ID: "l-" + customer, CustomerID: customer, Type: "login", TS: base + 1, Attrs: map[string]any{"channel": "app"}}, false)
-	}
-	seq := offer(te, "C1")
+	seq := te.firstLogin(t, "C1", base)
 	te.waitApplied(t, seq)
 	te.waitAcked(t, seq)
 	ctx := context.Background()
@@ -386,7 +390,7 @@ func TestExplicitAckConsumerIsMadeAgain(t *testing.T) {
 	te.stop(t)
 
 	te = startTestEngine(t, dir, nil)
-	seq = offer(te, "C2")
+	seq = te.firstLogin(t, "C2", base)
 	te.waitApplied(t, seq)
 	if info := te.waitAcked(t, seq); info.Config.AckPolicy != jetstream.AckAllPolicy {
 		t.Errorf("consumer ack policy %v, want all", info.Config.AckPolicy)

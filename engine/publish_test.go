@@ -19,8 +19,7 @@ func TestStopWhilePublishingKeepsTheOutbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := time.Now().UnixMilli()
-	te.publishEvent(t, ev{ID: "t1", CustomerID: "C1", Type: "txn", TS: base, Attrs: map[string]any{"amount": 500, "divisor": 1000}}, false)
-	seq := te.publishEvent(t, ev{ID: "l1", CustomerID: "C1", Type: "login", TS: base + 1, Attrs: map[string]any{"channel": "app"}}, false)
+	seq := te.firstLogin(t, "C1", base)
 	waitFor(t, "a failed publish", func() bool { return testutil.ToFloat64(te.e.metrics.PublishRetries) > 0 })
 	if got := te.e.Applied(); got >= seq {
 		t.Fatalf("Applied %d before the offer was published", got)
@@ -45,13 +44,9 @@ func TestNextBatchIsCommittedWhilePublishing(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := time.Now().UnixMilli()
-	offer := func(customer string) uint64 { // a txn, then a login that fires first-login
-		te.publishEvent(t, ev{ID: "t-" + customer, CustomerID: customer, Type: "txn", TS: base, Attrs: map[string]any{"amount": 500, "divisor": 1000}}, false)
-		return te.publishEvent(t, ev{ID: "l-" + customer, CustomerID: customer, Type: "login", TS: base + 1, Attrs: map[string]any{"channel": "app"}}, false)
-	}
-	first := offer("C1")
+	first := te.firstLogin(t, "C1", base)
 	waitFor(t, "a failed publish", func() bool { return testutil.ToFloat64(te.e.metrics.PublishRetries) > 0 })
-	second := offer("C2")
+	second := te.firstLogin(t, "C2", base)
 	// One batch more may be committed (the loop then waits to hand it
 	// over): C2's txn, maybe with its login.
 	waitFor(t, "the next batch committed", func() bool {

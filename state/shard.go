@@ -116,9 +116,14 @@ func (sh *Shard) endRead() {
 }
 
 // readCustomer reads the records of c.id in txn into the empty c, with key
-// as scratch. sh decodes the profile and interns the policy strings; nil
-// (Snapshot) allocates instead. found tells whether any record exists.
+// as scratch. sh decodes the profile and interns the series' and the
+// policy's strings; nil (Snapshot) allocates instead. found tells whether
+// any record exists.
 func readCustomer(txn *badger.Txn, c *Customer, key []byte, sh *Shard) (_ []byte, found bool, err error) {
+	var in *interner
+	if sh != nil {
+		in = &sh.in
+	}
 	for _, prefix := range [...]string{prefixCustomer, prefixProfile, prefixPolicy} {
 		key = append(append(key[:0], prefix...), c.id...)
 		item, err := txn.Get(key)
@@ -131,10 +136,6 @@ func readCustomer(txn *badger.Txn, c *Customer, key []byte, sh *Shard) (_ []byte
 				switch prefix {
 				case prefixCustomer:
 					c.windowExpires, c.storedWindow = item.ExpiresAt(), true
-					var in *interner
-					if sh != nil {
-						in = &sh.in
-					}
 					return decodeWindow(c, v, in)
 				case prefixProfile:
 					c.storedProfile = true
@@ -144,10 +145,6 @@ func readCustomer(txn *badger.Txn, c *Customer, key []byte, sh *Shard) (_ []byte
 					return sh.decodeProfile(c.profile, v)
 				default:
 					c.storedPolicy = true
-					var in *interner
-					if sh != nil {
-						in = &sh.in
-					}
 					if err := decodePolicy(&c.pol, v, in); err != nil {
 						return err
 					}
