@@ -101,6 +101,11 @@ func (e *Engine) newPubJob(items []item, keys [][]byte, start time.Time) *pubJob
 // below an acknowledged one of its consumer: after a lost delivery every
 // later one is dropped, and a partition given up drops them all.
 //
+// A consumer made again meanwhile (after a lost delivery) starts after
+// the watermark, which covers this batch: nats-server ignores an ack all
+// at or below a consumer's ack floor, so the batch's acks, late for the
+// consumer they came from, change nothing on the new one.
+//
 // It touches only the job and what is safe from any goroutine (the
 // publisher, the metrics, the atomics).
 func (e *Engine) runPubJob(ctx context.Context, j *pubJob) error {
