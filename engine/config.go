@@ -545,10 +545,8 @@ func (c *Config) Validate() error {
 	if c.Engine.PublishInFlight < 1 {
 		bad("engine.publish_in_flight: must be positive")
 	}
-	switch c.State.Compression {
-	case state.CompressionSnappy, state.CompressionZSTD, state.CompressionNone:
-	default:
-		bad("state.compression: %q: want snappy, zstd or none", c.State.Compression)
+	if err := state.CheckCompression(c.State.Compression); err != nil {
+		bad("state.%v", err)
 	}
 	for _, f := range []struct{ name, v string }{{"state.block_cache", c.State.BlockCache}, {"state.index_cache", c.State.IndexCache}} {
 		if n, err := ParseBytes(f.v); err != nil {

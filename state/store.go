@@ -72,6 +72,25 @@ const (
 	CompressionNone   = "none"
 )
 
+// CheckCompression tells whether name is a value of Options.Compression
+// ("" is the default, snappy).
+func CheckCompression(name string) error {
+	_, err := compressionType(name)
+	return err
+}
+
+func compressionType(name string) (options.CompressionType, error) {
+	switch name {
+	case "", CompressionSnappy:
+		return options.Snappy, nil
+	case CompressionZSTD:
+		return options.ZSTD, nil
+	case CompressionNone:
+		return options.None, nil
+	}
+	return 0, fmt.Errorf("compression %q: want snappy, zstd or none", name)
+}
+
 // Defaults of Options.
 const (
 	DefaultCacheCustomers   = 100_000
@@ -140,16 +159,11 @@ func Open(opts Options) (*Store, error) {
 		WithBlockCacheSize(opts.BlockCacheBytes).
 		WithIndexCacheSize(opts.IndexCacheBytes).
 		WithNumCompactors(2)
-	switch opts.Compression {
-	case "", CompressionSnappy:
-		bo = bo.WithCompression(options.Snappy)
-	case CompressionZSTD:
-		bo = bo.WithCompression(options.ZSTD)
-	case CompressionNone:
-		bo = bo.WithCompression(options.None)
-	default:
-		return nil, fmt.Errorf("state: compression %q: want snappy, zstd or none", opts.Compression)
+	ct, err := compressionType(opts.Compression)
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
 	}
+	bo = bo.WithCompression(ct)
 	if opts.InMemory {
 		bo = bo.WithDir("").WithValueDir("").WithInMemory(true).
 			WithMemTableSize(16 << 20).WithBlockCacheSize(8 << 20).WithIndexCacheSize(0)
