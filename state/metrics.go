@@ -1,8 +1,10 @@
 package state
 
 import (
+	"strconv"
 	"sync/atomic"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -67,7 +69,52 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		_, vlog := m.sizes()
 		return float64(vlog)
 	})
+	if reg != nil {
+		reg.MustRegister(levelsCollector{m})
+	}
 	return m
+}
+
+var (
+	lsmTablesDesc = prometheus.NewDesc("kairos_state_lsm_tables",
+		"Tables in each level of Badger's LSM tree. Level 0 takes the flushed memtables; at 15 tables there, writes stall until compaction catches up.",
+		[]string{"level"}, nil)
+	lsmLevelBytesDesc = prometheus.NewDesc("kairos_state_lsm_level_bytes",
+		"Bytes of the tables in each level of Badger's LSM tree.",
+		[]string{"level"}, nil)
+)
+
+// levelsCollector reports the shape of Badger's LSM tree, read at each
+// scrape: the table count of level 0 is the first sign of compaction
+// falling behind the writes.
+type levelsCollector struct{ m *Metrics }
+
+func (c levelsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- lsmTablesDesc
+	ch <- lsmLevelBytesDesc
+}
+
+func (c levelsCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, l := range c.m.levels() {
+		lv := strconv.Itoa(l.Level)
+		ch <- prometheus.MustNewConstMetric(lsmTablesDesc, prometheus.GaugeValue, float64(l.NumTables), lv)
+		ch <- prometheus.MustNewConstMetric(lsmLevelBytesDesc, prometheus.GaugeValue, float64(l.Size), lv)
+	}
+}
+
+// levels returns the LSM levels of the open store, none when it is not
+// open (or closing: Badger then panics, and a scrape must not end the
+// process).
+func (m *Metrics) levels() (out []badger.LevelInfo) {
+	defer func() {
+		if recover() != nil {
+			out = nil
+		}
+	}()
+	if s := m.store.Load(); s != nil {
+		return s.db.Levels()
+	}
+	return nil
 }
 
 func (m *Metrics) sizes() (lsm, vlog int64) {

@@ -745,3 +745,64 @@ func TestMissAfterCommitReadsIt(t *testing.T) {
 		t.Errorf("b read back after the commit: %v views, want 1", got)
 	}
 }
+
+// TestLSMLevelMetrics: the level gauges follow Badger's tree, and a closed
+// store reports none.
+func TestLSMLevelMetrics(t *testing.T) {
+	dir := t.TempDir()
+	p := mustPlan(t, time.Hour, state.AggSpec{Kind: state.Count, Type: "view", Window: time.Hour})
+	s, err := state.Open(state.Options{Dir: dir, GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := s.NewBatch()
+	c := load(t, s.Shard(0), "erin")
+	c.Apply(p, "view", t0, nil)
+	b.Put(c)
+	commit(t, s, b)
+	if err := s.Close(); err != nil { // flushes the memtable: one table in level 0
+		t.Fatal(err)
+	}
+
+	reg := prometheus.NewRegistry()
+	s, err = state.Open(state.Options{Dir: dir, GCInterval: -1, Metrics: state.NewMetrics(reg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	levels := func() (tables, bytes map[string]float64) {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tables, bytes = map[string]float64{}, map[string]float64{}
+		for _, mf := range mfs {
+			into := map[string]map[string]float64{"kairos_state_lsm_tables": tables, "kairos_state_lsm_level_bytes": bytes}[mf.GetName()]
+			if into == nil {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				into[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+			}
+		}
+		return tables, bytes
+	}
+	tables, bytes := levels()
+	if len(tables) != 7 || len(bytes) != 7 {
+		t.Fatalf("levels reported: tables %v, bytes %v; want Badger's 7", tables, bytes)
+	}
+	if tables["0"] != 1 || bytes["0"] <= 0 {
+		t.Errorf("level 0: %v tables of %v bytes, want the one flushed table", tables["0"], bytes["0"])
+	}
+	for l := 1; l < 7; l++ {
+		if lv := fmt.Sprint(l); tables[lv] != 0 || bytes[lv] != 0 {
+			t.Errorf("level %s: %v tables of %v bytes, want none", lv, tables[lv], bytes[lv])
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if tables, _ := levels(); len(tables) != 0 {
+		t.Errorf("a closed store reports levels %v", tables)
+	}
+}
