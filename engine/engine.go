@@ -96,7 +96,8 @@ type Engine struct {
 	keys      [][]byte
 	keyBuf    []byte
 	recBuf    []byte
-	outboxSeq int // distinguishes outbox keys of batches that share a watermark
+	pageBuf   []byte // the body of the batch's outbox page
+	outboxSeq int    // distinguishes outbox keys of batches that share a watermark
 
 	batchNow         time.Time // the clock of the batch in hand
 	sequential       bool      // the batch in hand runs in stream order on one goroutine

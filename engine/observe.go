@@ -115,7 +115,7 @@ func (o *observer) Collect(ch chan<- prometheus.Metric) {
 	if e.ready.Load() {
 		o.collectJetStream(ch)
 		n := 0
-		err := e.store.Outbox(func(_, _ []byte) error { n++; return nil })
+		err := e.store.Outbox(func(_, v []byte) error { n += outValueRecords(v); return nil })
 		switch {
 		case err == nil:
 			ch <- prometheus.MustNewConstMetric(o.outbox, prometheus.GaugeValue, float64(n))

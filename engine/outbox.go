@@ -4,6 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
+
+	"github.com/klauspost/compress/s2"
 
 	"github.com/kairos-engine/kairos/rules"
 )
@@ -43,7 +46,31 @@ const (
 	tagConversion
 )
 
-const outboxVersion = 1
+// The outbox value formats. A version 1 value is one record
+// (appendOutRecord). A version 2 value is a page, all the records of one
+// batch under one key (appendOutPage):
+//
+//	byte 0     version, 2
+//	uvarint    number of records
+//	byte       compression of the rest: 0 none, 1 S2
+//	rest       the records, each as uvarint length + version 1 record
+//
+// One key per batch instead of one per record: each record cost Badger a
+// skiplist insert to write it and another to delete it, and its key and
+// tombstone went through every flush and compaction; compressed together,
+// the records' repeated field names and subjects cost little. Version 1
+// values, written before pages, are still read.
+const (
+	outboxVersion     = 1
+	outboxPageVersion = 2
+
+	pagePlain = 0
+	pageS2    = 1
+
+	// maxPageBytes bounds a page's decoded size: a page is a Badger
+	// value, within one transaction, so a larger claim is corrupt.
+	maxPageBytes = 256 << 20
+)
 
 var errOutboxCorrupt = errors.New("corrupt outbox record")
 
@@ -60,6 +87,91 @@ func appendOutRecord(dst []byte, r *outRecord) []byte {
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(r.Data)))
 	return append(dst, r.Data...)
+}
+
+// appendPageRecord appends rec, a version 1 record, to raw, the body of a
+// page being built.
+func appendPageRecord(raw, rec []byte) []byte {
+	raw = binary.AppendUvarint(raw, uint64(len(rec)))
+	return append(raw, rec...)
+}
+
+// appendOutPage appends a page of n records whose body, built with
+// appendPageRecord, is raw. The body is compressed with S2.
+func appendOutPage(dst []byte, n int, raw []byte) []byte {
+	dst = append(dst, outboxPageVersion)
+	dst = binary.AppendUvarint(dst, uint64(n))
+	dst = append(dst, pageS2)
+	dst = slices.Grow(dst, s2.MaxEncodedLen(len(raw)))
+	enc := s2.Encode(dst[len(dst):cap(dst)], raw)
+	return dst[:len(dst)+len(enc)]
+}
+
+// outValueRecords returns the number of records an outbox value holds,
+// reading only its head; a value it cannot tell counts as one.
+func outValueRecords(v []byte) int {
+	if len(v) > 1 && v[0] == outboxPageVersion {
+		if n, w := binary.Uvarint(v[1:]); w > 0 && n <= maxPageBytes {
+			return int(n)
+		}
+	}
+	return 1
+}
+
+// decodeOutValue decodes an outbox value of either version. It never
+// panics on arbitrary input.
+func decodeOutValue(v []byte) ([]*outRecord, error) {
+	if len(v) > 0 && v[0] == outboxVersion {
+		r, err := decodeOutRecord(v)
+		if err != nil {
+			return nil, err
+		}
+		return []*outRecord{r}, nil
+	}
+	if len(v) == 0 || v[0] != outboxPageVersion {
+		return nil, fmt.Errorf("%w: unknown version", errOutboxCorrupt)
+	}
+	d := recDecoder{b: v[1:]}
+	n := d.uvarint()
+	if d.err != nil || len(d.b) == 0 {
+		return nil, fmt.Errorf("%w: page head", errOutboxCorrupt)
+	}
+	comp := d.b[0]
+	body := d.b[1:]
+	switch comp {
+	case pagePlain:
+	case pageS2:
+		size, err := s2.DecodedLen(body)
+		if err != nil || size > maxPageBytes {
+			return nil, fmt.Errorf("%w: page body", errOutboxCorrupt)
+		}
+		if body, err = s2.Decode(make([]byte, size), body); err != nil {
+			return nil, fmt.Errorf("%w: page body: %v", errOutboxCorrupt, err)
+		}
+	default:
+		return nil, fmt.Errorf("%w: page compression %d", errOutboxCorrupt, comp)
+	}
+	// Each record takes at least 2 bytes: a bound before allocating.
+	if n > uint64(len(body))/2 {
+		return nil, fmt.Errorf("%w: page count", errOutboxCorrupt)
+	}
+	recs := make([]*outRecord, 0, n)
+	d = recDecoder{b: body}
+	for range n {
+		b := d.raw()
+		if d.err != nil {
+			return nil, d.err
+		}
+		r, err := decodeOutRecord(b)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, r)
+	}
+	if len(d.b) != 0 {
+		return nil, fmt.Errorf("%w: %d bytes after the page's records", errOutboxCorrupt, len(d.b))
+	}
+	return recs, nil
 }
 
 func appendStr(dst []byte, s string) []byte {
@@ -142,6 +254,21 @@ func (d *recDecoder) bytes() []byte {
 }
 
 func (d *recDecoder) str() string { return string(d.bytes()) }
+
+// raw returns the next length-prefixed bytes, not copied.
+func (d *recDecoder) raw() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.err = fmt.Errorf("%w: truncated", errOutboxCorrupt)
+		return nil
+	}
+	out := d.b[:n:n]
+	d.b = d.b[n:]
+	return out
+}
 
 // outboxKey is the outbox key of record i of the batch that ends at seq:
 // big-endian, so keys sort in publish order.

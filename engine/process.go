@@ -400,21 +400,25 @@ func (e *Engine) commit(items []item, srcs []*source) error {
 	if e.rt.pending > seq {
 		seq = e.rt.pending
 	}
-	e.keyBuf = e.keyBuf[:0]
+	// The batch's records go in one outbox page (outbox.go).
 	keys := e.keys[:0]
 	n := 0
+	e.pageBuf = e.pageBuf[:0]
 	for i := range items {
 		if e.sink != nil || e.sc != nil {
 			break // a simulation keeps no outbox; in cluster mode the marks are the outbox
 		}
 		for j := range items[i].records {
-			ks := len(e.keyBuf)
-			e.keyBuf = outboxKey(e.keyBuf, seq, e.outboxSeq+n)
-			n++
-			keys = append(keys, e.keyBuf[ks:len(e.keyBuf):len(e.keyBuf)])
 			e.recBuf = appendOutRecord(e.recBuf[:0], &items[i].records[j])
-			b.AddOutbox(keys[len(keys)-1], e.recBuf)
+			e.pageBuf = appendPageRecord(e.pageBuf, e.recBuf)
+			n++
 		}
+	}
+	if n > 0 {
+		e.keyBuf = outboxKey(e.keyBuf[:0], seq, e.outboxSeq)
+		keys = append(keys, e.keyBuf)
+		e.recBuf = appendOutPage(e.recBuf[:0], n, e.pageBuf)
+		b.AddOutbox(e.keyBuf, e.recBuf)
 	}
 	used := e.budgetUse(b)
 	ttl := mustDuration(e.cfg.Batch.SeenTTL)

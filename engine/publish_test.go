@@ -2,10 +2,14 @@ package engine
 
 import (
 	"context"
+	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/kairos-engine/kairos/state"
 )
 
 // TestStopWhilePublishingKeepsTheOutbox: a batch is committed but its
@@ -69,5 +73,77 @@ func TestNextBatchIsCommittedWhilePublishing(t *testing.T) {
 			got = append(got, o.CustomerID)
 		}
 		t.Fatalf("offers for %v, want C1 then C2, once each", got)
+	}
+}
+
+// TestOutboxOfRecordKeysIsRecovered: an outbox written before pages, one
+// key per record, is published by the next start and then deleted. The
+// records are those of a real batch (an offer and its decision), rewritten
+// the old way.
+func TestOutboxOfRecordKeysIsRecovered(t *testing.T) {
+	dir := t.TempDir()
+	te := startTestEngine(t, dir, nil)
+	if err := te.js.DeleteStream(context.Background(), "KAIROS_OFFERS"); err != nil {
+		t.Fatal(err)
+	}
+	base := time.Now().UnixMilli()
+	te.firstLogin(t, "C1", base)
+	waitFor(t, "a failed publish", func() bool { return testutil.ToFloat64(te.e.metrics.PublishRetries) > 0 })
+	te.stop(t)
+
+	// Each page becomes one version 1 record per key, in page order.
+	s, err := state.Open(state.Options{Dir: filepath.Join(dir, "data", "state"), GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys [][]byte
+	var recs []*outRecord
+	if err := s.Outbox(func(k, v []byte) error {
+		if v[0] != outboxPageVersion {
+			t.Fatalf("outbox value of version %d, want a page", v[0])
+		}
+		rs, err := decodeOutValue(v)
+		if err != nil {
+			return err
+		}
+		keys, recs = append(keys, slices.Clone(k)), append(recs, rs...)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	offers := 0
+	for _, r := range recs {
+		if r.Stream == "KAIROS_OFFERS" {
+			offers++
+		}
+	}
+	if offers != 1 || len(recs) < 2 {
+		t.Fatalf("outbox holds %d records, %d offers; want the offer and its decision", len(recs), offers)
+	}
+	b := s.NewBatch()
+	for _, k := range keys {
+		b.DeleteOutbox(k)
+	}
+	for i, r := range recs {
+		b.AddOutbox(outboxKey(nil, 1, i), appendOutRecord(nil, r))
+	}
+	if err := s.Commit(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	te = startTestEngine(t, dir, nil)
+	got := te.offers(t)
+	if len(got) != 1 || got[0].CustomerID != "C1" {
+		t.Fatalf("after the restart: %d offers %+v, want C1's", len(got), got)
+	}
+	n := 0
+	if err := te.e.store.Outbox(func(_, _ []byte) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d outbox keys left after the recovery", n)
 	}
 }

@@ -27,11 +27,11 @@ func (e *Engine) recoverOutbox(ctx context.Context) error {
 	var recs []*outRecord
 	var keys [][]byte
 	err := e.store.Outbox(func(k, v []byte) error {
-		r, err := decodeOutRecord(v)
+		rs, err := decodeOutValue(v)
 		if err != nil {
 			e.log.Error("dropping a corrupt outbox record", "err", err)
 		} else {
-			recs = append(recs, r)
+			recs = append(recs, rs...)
 		}
 		keys = append(keys, append([]byte(nil), k...))
 		return nil

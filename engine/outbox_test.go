@@ -1,0 +1,98 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+)
+
+func testOutRecords(n int) []*outRecord {
+	recs := make([]*outRecord, n)
+	for i := range recs {
+		recs[i] = &outRecord{
+			Stream:    "KAIROS_OFFERS",
+			Subject:   fmt.Sprintf("kairos.offers.sms.C%d", i),
+			MsgID:     fmt.Sprintf("o-%d", i),
+			DecidedAt: 1700000000000 + int64(i),
+			Header:    []string{"Content-Type", "application/json"},
+			Data:      []byte(fmt.Sprintf(`{"offer_id":"o-%d","customer_id":"C%d","rule_id":"payroll-credit-card","channel":"sms","params":{"amount":%d}}`, i, i, i*10)),
+		}
+	}
+	return recs
+}
+
+func testPage(recs []*outRecord) []byte {
+	var raw []byte
+	for _, r := range recs {
+		raw = appendPageRecord(raw, appendOutRecord(nil, r))
+	}
+	return appendOutPage(nil, len(recs), raw)
+}
+
+func TestOutboxPage(t *testing.T) {
+	recs := testOutRecords(50)
+	page := testPage(recs)
+	got, err := decodeOutValue(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, recs) {
+		t.Fatalf("page decoded to\n%+v\nwant\n%+v", got, recs)
+	}
+	if n := outValueRecords(page); n != len(recs) {
+		t.Errorf("outValueRecords %d, want %d", n, len(recs))
+	}
+	plain := 0
+	for _, r := range recs {
+		plain += len(appendOutRecord(nil, r))
+	}
+	// The records repeat their field names and subjects: compressed, the
+	// page is well under their plain size.
+	if len(page)*2 > plain {
+		t.Errorf("page of %d bytes for %d bytes of records, want under half", len(page), plain)
+	}
+
+	// A version 1 value is one record.
+	v1 := appendOutRecord(nil, recs[0])
+	if got, err := decodeOutValue(v1); err != nil || len(got) != 1 || !reflect.DeepEqual(got[0], recs[0]) {
+		t.Errorf("version 1 value: %+v, %v", got, err)
+	}
+	if n := outValueRecords(v1); n != 1 {
+		t.Errorf("outValueRecords of a version 1 value: %d", n)
+	}
+
+	for name, bad := range map[string][]byte{
+		"empty":             nil,
+		"unknown version":   {9},
+		"no head":           {outboxPageVersion},
+		"unknown codec":     append([]byte{outboxPageVersion, 1, 7}, appendPageRecord(nil, v1)...),
+		"count over body":   append([]byte{outboxPageVersion, 2, pagePlain}, appendPageRecord(nil, v1)...),
+		"bytes after":       append(append([]byte{outboxPageVersion, 1, pagePlain}, appendPageRecord(nil, v1)...), 0),
+		"truncated record":  append([]byte{outboxPageVersion, 1, pagePlain}, appendPageRecord(nil, v1)[:len(v1)-3]...),
+		"corrupt s2":        {outboxPageVersion, 1, pageS2, 0xff, 0xff, 0xff, 0x7f, 1, 2},
+		"truncated s2 body": page[:len(page)-5],
+	} {
+		if _, err := decodeOutValue(bad); !errors.Is(err, errOutboxCorrupt) {
+			t.Errorf("%s: err %v, want errOutboxCorrupt", name, err)
+		}
+	}
+	if got, err := decodeOutValue(append([]byte{outboxPageVersion, 1, pagePlain}, appendPageRecord(nil, v1)...)); err != nil || len(got) != 1 {
+		t.Errorf("uncompressed page: %+v, %v", got, err)
+	}
+}
+
+func BenchmarkOutboxPage(b *testing.B) {
+	recs := testOutRecords(128)
+	var rec, raw, page []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		raw = raw[:0]
+		for _, r := range recs {
+			rec = appendOutRecord(rec[:0], r)
+			raw = appendPageRecord(raw, rec)
+		}
+		page = appendOutPage(page[:0], len(recs), raw)
+	}
+	b.ReportMetric(float64(len(page))/float64(len(recs)), "B/record")
+}
