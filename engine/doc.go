@@ -21,10 +21,11 @@
 //     to the windows, and evaluates the rules at the event's ts, with now
 //     read once per batch. Matches become offers with deterministic ids;
 //     bad events and failing rules become dead letters.
-//  3. Commit. The changed customers, an outbox record for every offer and
-//     dead letter, the deletion of the outbox records already published,
-//     and the new watermark (stream name, creation time, sequence) are
-//     written in one Badger transaction.
+//  3. Commit. The changed customers, an outbox record for every offer,
+//     decision and dead letter (all the batch's records in one value, an
+//     outbox page: outbox.go), the deletion of the pages already
+//     published, and the new watermark (stream name, creation time,
+//     sequence) are written in one Badger transaction.
 //  4. Publish. Every outbox record is published with its id as Nats-Msg-Id,
 //     and the batch waits until the streams have stored them all.
 //  5. Acknowledge. Events that are not decodable, invalid or oversize are
