@@ -252,10 +252,11 @@
 //
 // Open uses badger.DefaultOptions with: conflict detection off (a single
 // writer commits), one version per key, SyncWrites from Options, and modest
-// memory for a process that keeps its own decoded cache — 64 MiB memtables,
-// 3 of them (default 5), a 64 MiB block cache (default 256 MiB), a 32 MiB
-// index cache (default unlimited) and 2 compactors (default 4). A batch may
-// hold at most 15% of a memtable (about 9.6 MiB); beyond it Commit returns
+// memory for a process that keeps its own decoded cache — 32 MiB memtables
+// (default 64: with 32, the engine spent 10% less CPU per event at 20,000
+// events/s, docs/bench.md), 3 of them (default 5), the block and index
+// caches of Options and 2 compactors (default 4). A batch may hold at most
+// 15% of a memtable (about 4.8 MiB); beyond it Commit returns
 // ErrBatchTooBig. Values below 1 MiB stay in the LSM tree, so the value
 // log is mostly the write-ahead log; a goroutine runs RunValueLogGC(0.5)
 // every GCInterval until it returns ErrNoRewrite, and stops on Close.

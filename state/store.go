@@ -154,7 +154,7 @@ func Open(opts Options) (*Store, error) {
 		WithDetectConflicts(false).
 		WithNumVersionsToKeep(1).
 		WithSyncWrites(opts.SyncWrites).
-		WithMemTableSize(64 << 20).
+		WithMemTableSize(32 << 20).
 		WithNumMemtables(3).
 		WithBlockCacheSize(opts.BlockCacheBytes).
 		WithIndexCacheSize(opts.IndexCacheBytes).
