@@ -67,10 +67,17 @@ const (
 	pagePlain = 0
 	pageS2    = 1
 
-	// maxPageBytes bounds a page's decoded size: a page is a Badger
-	// value, within one transaction, so a larger claim is corrupt.
+	// maxPageBytes bounds a page's decoded size when it is read: pages
+	// are written up to maxPageBody plus one record, and a record is at
+	// most a NATS message (64 MiB at most), so a larger claim is corrupt.
 	maxPageBytes = 256 << 20
 )
+
+// maxPageBody is the body size from which a batch's records go on in a
+// new page, so that a batch of many records (thousands of events, each
+// matching many rules) does not make one value too large to read back.
+// A variable for the tests.
+var maxPageBody = 4 << 20
 
 var errOutboxCorrupt = errors.New("corrupt outbox record")
 
@@ -270,8 +277,9 @@ func (d *recDecoder) raw() []byte {
 	return out
 }
 
-// outboxKey is the outbox key of record i of the batch that ends at seq:
-// big-endian, so keys sort in publish order.
+// outboxKey is the outbox key of the page (in version 1, the record) that
+// starts with the i-th record written under the watermark seq: big-endian,
+// so keys sort in publish order.
 func outboxKey(dst []byte, seq uint64, i int) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, seq)
 	return binary.BigEndian.AppendUint32(dst, uint32(i))

@@ -380,6 +380,19 @@ func (e *Engine) resetSources() {
 	e.srcs = e.srcs[:0]
 }
 
+// addOutboxPage adds to b the page of the batch's records first to n-1,
+// whose body is e.pageBuf, and empties the body. It returns keys with the
+// page's key, which stays valid until the next commit.
+func (e *Engine) addOutboxPage(b *state.Batch, keys [][]byte, seq uint64, first, n int) [][]byte {
+	at := len(e.keyBuf)
+	e.keyBuf = outboxKey(e.keyBuf, seq, e.outboxSeq+first)
+	key := e.keyBuf[at:len(e.keyBuf):len(e.keyBuf)]
+	e.recBuf = appendOutPage(e.recBuf[:0], n-first, e.pageBuf)
+	b.AddOutbox(key, e.recBuf)
+	e.pageBuf = e.pageBuf[:0]
+	return append(keys, key)
+}
+
 // commit writes, in one transaction, the customers the batch changed, its
 // outbox records, the budgets it used, the batch event ids it applied and
 // the watermarks of srcs, which move to their pending sequences; and
@@ -400,10 +413,11 @@ func (e *Engine) commit(items []item, srcs []*source) error {
 	if e.rt.pending > seq {
 		seq = e.rt.pending
 	}
-	// The batch's records go in one outbox page (outbox.go).
+	// The batch's records go in outbox pages (outbox.go): one, unless
+	// they exceed maxPageBody.
 	keys := e.keys[:0]
-	n := 0
-	e.pageBuf = e.pageBuf[:0]
+	e.keyBuf, e.pageBuf = e.keyBuf[:0], e.pageBuf[:0]
+	n, first := 0, 0
 	for i := range items {
 		if e.sink != nil || e.sc != nil {
 			break // a simulation keeps no outbox; in cluster mode the marks are the outbox
@@ -412,13 +426,14 @@ func (e *Engine) commit(items []item, srcs []*source) error {
 			e.recBuf = appendOutRecord(e.recBuf[:0], &items[i].records[j])
 			e.pageBuf = appendPageRecord(e.pageBuf, e.recBuf)
 			n++
+			if len(e.pageBuf) >= maxPageBody {
+				keys = e.addOutboxPage(b, keys, seq, first, n)
+				first = n
+			}
 		}
 	}
-	if n > 0 {
-		e.keyBuf = outboxKey(e.keyBuf[:0], seq, e.outboxSeq)
-		keys = append(keys, e.keyBuf)
-		e.recBuf = appendOutPage(e.recBuf[:0], n, e.pageBuf)
-		b.AddOutbox(e.keyBuf, e.recBuf)
+	if n > first {
+		keys = e.addOutboxPage(b, keys, seq, first, n)
 	}
 	used := e.budgetUse(b)
 	ttl := mustDuration(e.cfg.Batch.SeenTTL)

@@ -147,3 +147,52 @@ func TestOutboxOfRecordKeysIsRecovered(t *testing.T) {
 		t.Errorf("%d outbox keys left after the recovery", n)
 	}
 }
+
+// TestOutboxPagesSplit: a batch whose records exceed maxPageBody takes
+// more than one page, in record order, and the next start publishes them
+// all.
+func TestOutboxPagesSplit(t *testing.T) {
+	defer func(n int) { maxPageBody = n }(maxPageBody)
+	maxPageBody = 1 // a page per record
+	dir := t.TempDir()
+	te := startTestEngine(t, dir, nil)
+	if err := te.js.DeleteStream(context.Background(), "KAIROS_OFFERS"); err != nil {
+		t.Fatal(err)
+	}
+	te.firstLogin(t, "C1", time.Now().UnixMilli())
+	waitFor(t, "a failed publish", func() bool { return testutil.ToFloat64(te.e.metrics.PublishRetries) > 0 })
+	te.stop(t)
+
+	s, err := state.Open(state.Options{Dir: filepath.Join(dir, "data", "state"), GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	if err := s.Outbox(func(_, v []byte) error {
+		rs, err := decodeOutValue(v)
+		if err != nil {
+			return err
+		}
+		if len(rs) != 1 {
+			t.Errorf("a page of %d records, want 1", len(rs))
+		}
+		for _, r := range rs {
+			kinds = append(kinds, r.Stream)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The offer, then its decision: the order the batch made them in.
+	if len(kinds) != 2 || kinds[0] != "KAIROS_OFFERS" || kinds[1] != "KAIROS_DECISIONS" {
+		t.Fatalf("outbox pages hold %v, want the offer's then the decision's", kinds)
+	}
+
+	te = startTestEngine(t, dir, nil)
+	if got := te.offers(t); len(got) != 1 || got[0].CustomerID != "C1" {
+		t.Fatalf("after the restart: %d offers %+v, want C1's", len(got), got)
+	}
+}
