@@ -7,16 +7,22 @@ import (
 	"testing"
 )
 
+// testOutRecords makes n offer records with ids that vary as real ones
+// do (hashes, scattered customers), so that pages compress as in use.
 func testOutRecords(n int) []*outRecord {
 	recs := make([]*outRecord, n)
 	for i := range recs {
+		h := uint64(i+1) * 0x9e3779b97f4a7c15
+		customer := fmt.Sprintf("C%07d", h%10_000_000)
+		id := fmt.Sprintf("%016x%08x", h, h>>17)
 		recs[i] = &outRecord{
 			Stream:    "KAIROS_OFFERS",
-			Subject:   fmt.Sprintf("kairos.offers.sms.C%d", i),
-			MsgID:     fmt.Sprintf("o-%d", i),
+			Subject:   "kairos.offers.sms." + customer,
+			MsgID:     id,
 			DecidedAt: 1700000000000 + int64(i),
-			Header:    []string{"Content-Type", "application/json"},
-			Data:      []byte(fmt.Sprintf(`{"offer_id":"o-%d","customer_id":"C%d","rule_id":"payroll-credit-card","channel":"sms","params":{"amount":%d}}`, i, i, i*10)),
+			Header:    []string{"Content-Type", "application/json", "Kairos-Rule", "payroll-credit-card"},
+			Data: []byte(fmt.Sprintf(`{"offer_id":"%s","customer_id":"%s","rule_id":"payroll-credit-card","channel":"sms","kind":"marketing","priority":50,"decided_at":"2026-11-23T07:%02d:%02d.%03dZ","event_id":"e-%x","params":{"amount":%d,"coupon":"C%x"}}`,
+				id, customer, i%60, (i/7)%60, i%1000, h>>9, h%5000, h>>40)),
 		}
 	}
 	return recs
