@@ -111,6 +111,7 @@ type Engine struct {
 	view       atomic.Pointer[ruleView]
 	lastReload atomic.Pointer[reloadStatus]
 	reloadReq  chan chan error
+	rulesFP    uint64 // the rules directory's fingerprint when its rules were loaded in New
 	swapCh     chan *ruleSwap
 	// sink, when set, receives each committed batch's records instead of
 	// the outbox and the streams: a simulation (sim.go).
@@ -165,6 +166,9 @@ func New(opts Options) (*Engine, error) {
 		swapCh:    make(chan *ruleSwap),
 		pol:       pol,
 	}
+	// The fingerprint the watcher starts from is taken before the files
+	// are read: a change made after it, even before Run, is reloaded.
+	e.rulesFP = rulesFingerprint(cfg.Rules.Dir)
 	rs, err := e.loadRules()
 	if err != nil {
 		return nil, err

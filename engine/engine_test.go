@@ -47,6 +47,10 @@ type testEngine struct {
 	done   chan error
 }
 
+// beforeRun, when a test sets it, runs in startTestEngine between New and
+// Run.
+var beforeRun func()
+
 func startTestEngine(t *testing.T, dir string, mutate func(*Config)) *testEngine {
 	t.Helper()
 	return startTestEngineClock(t, dir, mutate, nil)
@@ -80,6 +84,9 @@ func startTestEngineClock(t *testing.T, dir string, mutate func(*Config), now fu
 	e, err := New(Options{Config: cfg, Now: now, Logger: tlog})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if beforeRun != nil {
+		beforeRun()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	te := &testEngine{e: e, cancel: cancel, done: make(chan error, 1)}

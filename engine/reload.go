@@ -106,7 +106,7 @@ func (e *Engine) reloader(ctx context.Context) {
 		defer t.Stop()
 		tick = t.C
 	}
-	fp := rulesFingerprint(e.cfg.Rules.Dir)
+	fp := e.rulesFP
 	for {
 		select {
 		case <-ctx.Done():
