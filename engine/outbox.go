@@ -246,21 +246,10 @@ func (d *recDecoder) varint() int64 {
 	return v
 }
 
-func (d *recDecoder) bytes() []byte {
-	n := d.uvarint()
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(len(d.b)) {
-		d.err = fmt.Errorf("%w: truncated", errOutboxCorrupt)
-		return nil
-	}
-	out := append([]byte(nil), d.b[:n]...)
-	d.b = d.b[n:]
-	return out
-}
+// bytes returns a copy of the next length-prefixed bytes.
+func (d *recDecoder) bytes() []byte { return append([]byte(nil), d.raw()...) }
 
-func (d *recDecoder) str() string { return string(d.bytes()) }
+func (d *recDecoder) str() string { return string(d.raw()) }
 
 // raw returns the next length-prefixed bytes, not copied.
 func (d *recDecoder) raw() []byte {

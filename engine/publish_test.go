@@ -18,13 +18,7 @@ import (
 // records with the published ones: the next start publishes the offer.
 func TestStopWhilePublishingKeepsTheOutbox(t *testing.T) {
 	dir := t.TempDir()
-	te := startTestEngine(t, dir, nil)
-	if err := te.js.DeleteStream(context.Background(), "KAIROS_OFFERS"); err != nil {
-		t.Fatal(err)
-	}
-	base := time.Now().UnixMilli()
-	seq := te.firstLogin(t, "C1", base)
-	waitFor(t, "a failed publish", func() bool { return testutil.ToFloat64(te.e.metrics.PublishRetries) > 0 })
+	te, seq := unpublishedOffer(t, dir)
 	if got := te.e.Applied(); got >= seq {
 		t.Fatalf("Applied %d before the offer was published", got)
 	}
@@ -82,20 +76,11 @@ func TestNextBatchIsCommittedWhilePublishing(t *testing.T) {
 // the old way.
 func TestOutboxOfRecordKeysIsRecovered(t *testing.T) {
 	dir := t.TempDir()
-	te := startTestEngine(t, dir, nil)
-	if err := te.js.DeleteStream(context.Background(), "KAIROS_OFFERS"); err != nil {
-		t.Fatal(err)
-	}
-	base := time.Now().UnixMilli()
-	te.firstLogin(t, "C1", base)
-	waitFor(t, "a failed publish", func() bool { return testutil.ToFloat64(te.e.metrics.PublishRetries) > 0 })
+	te, _ := unpublishedOffer(t, dir)
 	te.stop(t)
 
 	// Each page becomes one version 1 record per key, in page order.
-	s, err := state.Open(state.Options{Dir: filepath.Join(dir, "data", "state"), GCInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openTestState(t, dir)
 	var keys [][]byte
 	var recs []*outRecord
 	if err := s.Outbox(func(k, v []byte) error {
@@ -155,18 +140,10 @@ func TestOutboxPagesSplit(t *testing.T) {
 	defer func(n int) { maxPageBody = n }(maxPageBody)
 	maxPageBody = 1 // a page per record
 	dir := t.TempDir()
-	te := startTestEngine(t, dir, nil)
-	if err := te.js.DeleteStream(context.Background(), "KAIROS_OFFERS"); err != nil {
-		t.Fatal(err)
-	}
-	te.firstLogin(t, "C1", time.Now().UnixMilli())
-	waitFor(t, "a failed publish", func() bool { return testutil.ToFloat64(te.e.metrics.PublishRetries) > 0 })
+	te, _ := unpublishedOffer(t, dir)
 	te.stop(t)
 
-	s, err := state.Open(state.Options{Dir: filepath.Join(dir, "data", "state"), GCInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openTestState(t, dir)
 	var kinds []string
 	if err := s.Outbox(func(_, v []byte) error {
 		rs, err := decodeOutValue(v)
@@ -195,4 +172,30 @@ func TestOutboxPagesSplit(t *testing.T) {
 	if got := te.offers(t); len(got) != 1 || got[0].CustomerID != "C1" {
 		t.Fatalf("after the restart: %d offers %+v, want C1's", len(got), got)
 	}
+}
+
+// unpublishedOffer starts an engine in dir whose offers stream is gone and
+// sends it C1's first login: the batch with the offer is committed but
+// cannot be published. It returns the engine, still running, and the
+// login's sequence.
+func unpublishedOffer(t *testing.T, dir string) (*testEngine, uint64) {
+	t.Helper()
+	te := startTestEngine(t, dir, nil)
+	if err := te.js.DeleteStream(context.Background(), "KAIROS_OFFERS"); err != nil {
+		t.Fatal(err)
+	}
+	seq := te.firstLogin(t, "C1", time.Now().UnixMilli())
+	waitFor(t, "a failed publish", func() bool { return testutil.ToFloat64(te.e.metrics.PublishRetries) > 0 })
+	return te, seq
+}
+
+// openTestState opens the state of a stopped test engine in dir; the test
+// closes it.
+func openTestState(t *testing.T, dir string) *state.Store {
+	t.Helper()
+	s, err := state.Open(state.Options{Dir: filepath.Join(dir, "data", "state"), GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
