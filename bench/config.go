@@ -84,6 +84,8 @@ type Config struct {
 	// Output.
 	Out        string    // directory for report.json, report.md and the plots; "" writes none
 	CPUProfile string    // in-process mode: CPU profile of the first engine run's measured phase
+	Trace      string    // in-process mode: execution trace of the same phase
+	MemProfile string    // in-process mode: heap profile at the end of the same phase
 	Progress   io.Writer // progress lines; nil is none
 	Logger     *slog.Logger
 	// Dir is where points keep their engine data (default a temporary
@@ -95,7 +97,7 @@ type Config struct {
 	Version string
 	Args    []string
 
-	profiled *atomic.Bool // the CPU profile was taken
+	profiled *atomic.Bool // the CPU profile and trace were taken
 }
 
 // The ways of pre-loading profiles (Config.ProfileLoad).
@@ -302,6 +304,12 @@ func (c *Config) Validate() error {
 	}
 	if c.CPUProfile != "" && (c.Launcher == nil || c.Launcher.Mode() != "in-process") {
 		bad("--cpuprofile needs --engine in-process (a child engine cannot be profiled from the bench)")
+	}
+	if c.Trace != "" && (c.Launcher == nil || c.Launcher.Mode() != "in-process") {
+		bad("--trace needs --engine in-process (a child engine cannot be traced from the bench)")
+	}
+	if c.MemProfile != "" && (c.Launcher == nil || c.Launcher.Mode() != "in-process") {
+		bad("--memprofile needs --engine in-process (a child engine cannot be profiled from the bench)")
 	}
 	if c.Instances < 1 || c.Instances > 64 {
 		bad("--instances must be 1 to 64")

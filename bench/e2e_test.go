@@ -130,14 +130,17 @@ func checkReport(t *testing.T, rep *bench.Report, out string, rate int, baseline
 }
 
 // TestBenchEndToEnd is a short kairos bench against an engine in the
-// test's process: --duration 3s --customers 1000 --rules 20 --baseline.
+// test's process: --duration 3s --customers 1000 --rules 20 --baseline,
+// with --cpuprofile, --trace and --memprofile.
 func TestBenchEndToEnd(t *testing.T) {
-	out := t.TempDir()
+	out, diag := t.TempDir(), t.TempDir()
 	var progress strings.Builder
+	cpu, trc, mem := filepath.Join(diag, "cpu.prof"), filepath.Join(diag, "trace.out"), filepath.Join(diag, "heap.prof")
 	rep, err := bench.Run(t.Context(), bench.Config{
 		Customers: 1000, Rules: 20, Rate: 1000, Duration: 3 * time.Second, Warmup: time.Second,
 		Baseline: true, Launcher: inProcess{}, Out: out, Dir: t.TempDir(), Progress: &progress,
-		Engine: bench.EngineOptions{Policy: "none"},
+		Engine:     bench.EngineOptions{Policy: "none"},
+		CPUProfile: cpu, Trace: trc, MemProfile: mem,
 	})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, progress.String())
@@ -145,6 +148,14 @@ func TestBenchEndToEnd(t *testing.T) {
 	checkReport(t, rep, out, 1000, true)
 	if !strings.Contains(progress.String(), "engine 1000/s measure") {
 		t.Errorf("no progress lines:\n%s", progress.String())
+	}
+	// Profiles are gzipped protocol buffers; an execution trace starts
+	// with its header.
+	for f, magic := range map[string]string{cpu: "\x1f\x8b", mem: "\x1f\x8b", trc: "go 1."} {
+		b, err := os.ReadFile(f)
+		if err != nil || len(b) < 1000 || !strings.HasPrefix(string(b), magic) {
+			t.Errorf("%s: %d bytes, %q…, %v", filepath.Base(f), len(b), b[:min(len(b), 8)], err)
+		}
 	}
 }
 

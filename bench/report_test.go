@@ -168,6 +168,15 @@ func TestPlan(t *testing.T) {
 	if err := cfg.Validate(); err == nil {
 		t.Fatal("--max with a rate sweep accepted")
 	}
+	// The profiles and the trace are of the bench's own process.
+	cfg = Config{Launcher: &ChildLauncher{}, CPUProfile: "c", Trace: "t", MemProfile: "m"}
+	cfg.Defaults()
+	err := cfg.Validate()
+	for _, flag := range []string{"--cpuprofile", "--trace", "--memprofile"} {
+		if err == nil || !strings.Contains(err.Error(), flag+" needs --engine in-process") {
+			t.Errorf("%s with a child engine: %v", flag, err)
+		}
+	}
 	for in, want := range map[int]int{149: 150, 5000: 5000, 7512: 7500, 37500: 38000, 60: 60} {
 		if got := roundRate(in); got != want {
 			t.Errorf("roundRate(%d) = %d, want %d", in, got, want)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -989,25 +990,48 @@ func (p *pointRun) usage(side string) (Usage, bool) {
 	return p.target.Usage()
 }
 
-// startProfile starts the CPU profile at the first engine run's measured
-// phase, in-process mode only; the returned func stops it.
+// startProfile starts the CPU profile and the execution trace at the first
+// engine run's measured phase, in-process mode only; the returned func
+// stops them.
 func (p *pointRun) startProfile(side string) func() {
-	if p.cfg.CPUProfile == "" || side != "engine" || p.cfg.profiled.Swap(true) {
+	if (p.cfg.CPUProfile == "" && p.cfg.Trace == "" && p.cfg.MemProfile == "") || side != "engine" || p.cfg.profiled.Swap(true) {
 		return func() {}
 	}
-	f, err := os.Create(p.cfg.CPUProfile)
-	if err != nil {
-		progress(p.cfg, "cpuprofile: %v", err)
-		return func() {}
+	var stops []func()
+	start := func(name, path string, begin func(io.Writer) error, end func(io.Writer)) {
+		if path == "" {
+			return
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			progress(p.cfg, "%s: %v", name, err)
+			return
+		}
+		if err := begin(f); err != nil {
+			f.Close()
+			progress(p.cfg, "%s: %v", name, err)
+			return
+		}
+		stops = append(stops, func() {
+			end(f)
+			if err := f.Close(); err != nil {
+				progress(p.cfg, "%s: %v", name, err)
+			}
+		})
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		progress(p.cfg, "cpuprofile: %v", err)
-		return func() {}
-	}
+	start("cpuprofile", p.cfg.CPUProfile, pprof.StartCPUProfile, func(io.Writer) { pprof.StopCPUProfile() })
+	start("trace", p.cfg.Trace, trace.Start, func(io.Writer) { trace.Stop() })
+	// The heap profile is written at the end: what the run left live (as
+	// of the last collection) and what it allocated.
+	start("memprofile", p.cfg.MemProfile, func(io.Writer) error { return nil }, func(w io.Writer) {
+		if err := pprof.Lookup("heap").WriteTo(w, 0); err != nil {
+			progress(p.cfg, "memprofile: %v", err)
+		}
+	})
 	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
+		for _, stop := range stops {
+			stop()
+		}
 	}
 }
 
