@@ -97,6 +97,9 @@ func checkReport(t *testing.T, rep *bench.Report, out string, rate int, baseline
 	if l.P50 <= 0 || l.P50 > l.P90 || l.P90 > l.P99 || l.P99 > l.P999 || l.P999 > l.Max || l.Max > 5000 {
 		t.Errorf("implausible latency %+v", l)
 	}
+	if r.SendLate.Count != r.Sent || r.SendLate.P99 > r.SendLate.Max {
+		t.Errorf("publisher lateness %+v for %d events sent, latency %+v", r.SendLate, r.Sent, r.Latency)
+	}
 	if r.Verdict == "" || r.Sustained != (r.Verdict == "ok" || r.Verdict == "p99 over SLO") || r.LagMax < 0 || r.PublishErrors != 0 || r.CPUSeconds <= 0 || r.CPUMicrosPerEvent <= 0 || r.PeakRSSBytes <= 0 {
 		t.Errorf("run %+v", r)
 	}

@@ -187,6 +187,9 @@ type RunResult struct {
 	Offers       int64       `json:"offers"`
 	OffersPerSec float64     `json:"offers_per_sec"`
 	Latency      Percentiles `json:"latency"`
+	// SendLate is how late the publisher sent the measured events against
+	// their schedule: part of their latency, and the load generator's own.
+	SendLate Percentiles `json:"send_late"`
 	// QuietLatency is the latency of offers received in the measured
 	// seconds during which the rest of the machine used fewer CPUs than
 	// --wait-idle (or 0.25); QuietSeconds counts those seconds. On a shared
@@ -472,6 +475,7 @@ func (r *Report) Markdown(w io.Writer, plots map[int]string) {
 		if p.PeakRSSBytes > 0 {
 			fmt.Fprintf(w, "- Engine peak RSS %s.\n", mib(p.PeakRSSBytes))
 		}
+		sendLateMarkdown(w, &p)
 		if p.DiskBytes > 0 {
 			fmt.Fprintf(w, "- Badger state after the engine stopped: %s for %d customers with state, %.0f bytes per customer, after %d events (%.1f per customer).\n",
 				mib(p.DiskBytes), p.CustomersWithState, p.DiskPerCustomer, p.Events, float64(p.Events)/float64(max(1, p.CustomersWithState)))
@@ -695,4 +699,21 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+// sendLateMarkdown says how late the publisher sent events in each run:
+// the part of the latency that is the load generator's, not the engine's
+// or the transport's.
+func sendLateMarkdown(w io.Writer, p *Point) {
+	var cells []string
+	for _, runs := range [][]RunResult{p.Runs, p.BaselineRuns} {
+		for _, x := range runs {
+			if x.SendLate.Count > 0 {
+				cells = append(cells, fmt.Sprintf("%s at %d/s p99 %s ms (max %s)", x.Side, x.TargetRate, ms(x.SendLate.P99), ms(x.SendLate.Max)))
+			}
+		}
+	}
+	if len(cells) > 0 {
+		fmt.Fprintf(w, "- Publisher lateness (each event sent against its schedule; part of every latency above): %s.\n", strings.Join(cells, "; "))
+	}
 }

@@ -758,7 +758,7 @@ func (p *pointRun) run(ctx context.Context, d *driver, side string, rate int) (R
 
 	d.measure(0, 0, warm)
 	if cfg.Warmup > 0 {
-		if _, err := d.publish(ctx, float64(rate), start, warmEnd); err != nil {
+		if _, err := d.publish(ctx, float64(rate), start, warmEnd, nil); err != nil {
 			return r, err
 		}
 	}
@@ -790,7 +790,8 @@ func (p *pointRun) run(ctx context.Context, d *driver, side string, rate int) (R
 		first <- s
 	}()
 	stopProfile := p.startProfile(side)
-	hi, err := d.publish(ctx, float64(rate), warmEnd, end)
+	late := NewRecorder()
+	hi, err := d.publish(ctx, float64(rate), warmEnd, end, late)
 	t1 := time.Now()
 	measuring.Store(false)
 	lagEnd, af1, lerr := consumerState(ctx, p.js, d.sub)
@@ -855,6 +856,7 @@ func (p *pointRun) run(ctx context.Context, d *driver, side string, rate int) (R
 		r.Instances = instanceRuns(p.cluster, s0.iu, iu1, m0, m1)
 	}
 	r.Latency = rec.Total()
+	r.SendLate = late.Total()
 	stopSampler()
 	<-samplerDone
 	r.QuietSeconds = int(quietSecs.Load())
