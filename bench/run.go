@@ -994,7 +994,7 @@ func (p *pointRun) usage(side string) (Usage, bool) {
 
 // startProfile starts the CPU profile and the execution trace at the first
 // engine run's measured phase, in-process mode only; the returned func
-// stops them.
+// stops them and writes the heap profile.
 func (p *pointRun) startProfile(side string) func() {
 	if (p.cfg.CPUProfile == "" && p.cfg.Trace == "" && p.cfg.MemProfile == "") || side != "engine" || p.cfg.profiled.Swap(true) {
 		return func() {}
