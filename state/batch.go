@@ -554,5 +554,5 @@ func (s *Store) commitErr(err error, b *Batch) error {
 
 // decodeProfileBytes decodes a stored profile into m.
 func decodeProfileBytes(m map[string]any, v []byte) error {
-	return decodeProfileInto(msgpack.NewDecoder(bytes.NewReader(v)), m)
+	return decodeProfileInto(msgpack.NewDecoder(bytes.NewReader(v)), m, nil)
 }

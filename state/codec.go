@@ -83,10 +83,11 @@ func appendWindow(dst []byte, c *Customer) []byte {
 		if s.len() == 0 {
 			continue
 		}
-		dst = binary.AppendUvarint(dst, uint64(len(s.typ)))
-		dst = append(dst, s.typ...)
-		dst = binary.AppendUvarint(dst, uint64(len(s.attr)))
-		dst = append(dst, s.attr...)
+		typ, attr := c.seriesName(i)
+		dst = binary.AppendUvarint(dst, uint64(len(typ)))
+		dst = append(dst, typ...)
+		dst = binary.AppendUvarint(dst, uint64(len(attr)))
+		dst = append(dst, attr...)
 		dst = append(dst, byte(s.kind))
 		mode := numFloat
 		if s.kind == kindNumber {
@@ -235,12 +236,16 @@ func decodeWindow(c *Customer, data []byte, in *interner) error {
 	err := decodeSeries(c, data, in)
 	if err != nil {
 		c.series = c.series[:0]
+		clear(c.names)
+		c.names = c.names[:0]
 	}
 	return err
 }
 
 func decodeSeries(c *Customer, data []byte, in *interner) error {
 	c.series = c.series[:0]
+	clear(c.names)
+	c.names = c.names[:0]
 	d := decoder{b: data}
 	version := d.byte("version")
 	if d.err == nil && version != 1 && version != windowVersion {
@@ -274,8 +279,7 @@ func decodeSeries(c *Customer, data []byte, in *interner) error {
 			break
 		}
 		for j := range c.series {
-			o := &c.series[j]
-			if o.kind == kind && o.typ == string(typ) && o.attr == string(attr) {
+			if n := &c.names[j]; c.series[j].kind == kind && n.typ == string(typ) && n.attr == string(attr) {
 				return corruptf("duplicate series %q %q", typ, attr)
 			}
 		}
@@ -295,10 +299,9 @@ func decodeSeries(c *Customer, data []byte, in *interner) error {
 		} else {
 			c.series = append(c.series, series{})
 		}
+		c.names = append(c.names, seriesName{typ: in.bytes(typ), attr: in.bytes(attr)})
 		s := &c.series[len(c.series)-1]
 		*s = series{
-			typ:  in.bytes(typ),
-			attr: in.bytes(attr),
 			kind: kind,
 			ts:   s.ts[:0],
 			num:  s.num[:0],

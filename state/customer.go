@@ -16,7 +16,12 @@ type Customer struct {
 	// nil after decoding, before the first Apply or Value.
 	plan   *Plan
 	series []series
-	pol    policy
+	// names are the series' types and attributes while plan is nil; with
+	// a plan they are the plan's (seriesName). Keeping them out of series
+	// saves every cached customer two strings per series, which the
+	// collector would otherwise follow at each cycle.
+	names []seriesName
+	pol   policy
 
 	// due is the due index as committed: the refs of the deferred offers
 	// of the stored k/ record, in key order. Put writes the difference to
@@ -53,16 +58,28 @@ type Customer struct {
 // before off are compacted away when the slice is full, so that steady
 // state appends do not allocate.
 type series struct {
-	typ, attr string
-	kind      valueKind
-	off       int
-	ts        []int64
-	num       []float64 // kindNumber
-	hash      []uint64  // kindHash
+	ts   []int64
+	num  []float64 // kindNumber
+	hash []uint64  // kindHash
+	off  int
 	// cur tells whether the event of the last Apply (at curTs) was inserted
 	// into this series; Since excludes it.
-	cur   bool
 	curTs int64
+	cur   bool
+	kind  valueKind // 0 once moved away by realign
+}
+
+// seriesName is what identifies a series besides its value kind.
+type seriesName struct{ typ, attr string }
+
+// seriesName returns the type and attribute of series i.
+func (c *Customer) seriesName(i int) (typ, attr string) {
+	if c.plan != nil {
+		d := &c.plan.series[i]
+		return d.typ, d.attr
+	}
+	n := &c.names[i]
+	return n.typ, n.attr
 }
 
 // ID returns the customer id.
@@ -73,15 +90,20 @@ func (c *Customer) ID() string { return c.id }
 func (c *Customer) Profile() map[string]any { return c.profile }
 
 // MergeProfile sets the keys of attrs in the profile; a nil value deletes
-// the key. It marks the profile dirty. The values are kept as given: the
-// caller must not modify them afterwards.
+// the key. It marks the profile dirty. The values are kept as given, but
+// for strings (also in lists, which change in place) that the shard
+// replaces with equal shared copies (profile_intern.go): the caller must
+// not modify them afterwards.
 func (c *Customer) MergeProfile(attrs map[string]any) {
 	for k, v := range attrs {
 		if v == nil {
 			delete(c.profile, k)
-		} else {
-			c.profile[k] = v
+			continue
 		}
+		if c.shard != nil {
+			k, v = c.shard.pv.intern(k, v)
+		}
+		c.profile[k] = v
 	}
 	c.profileDirty = true
 	c.gen++
@@ -261,12 +283,15 @@ func (c *Customer) realign(p *Plan) {
 		s := &ns[i]
 		for j := range c.series {
 			o := &c.series[j]
-			if o.kind == d.kind && o.typ == d.typ && o.attr == d.attr {
+			if o.kind != d.kind {
+				continue
+			}
+			if typ, attr := c.seriesName(j); typ == d.typ && attr == d.attr {
 				*s, *o = *o, series{} // moved: no two series share an array
 				break
 			}
 		}
-		s.typ, s.attr, s.kind = d.typ, d.attr, d.kind
+		s.kind = d.kind
 		if s.kind != kindNumber {
 			s.num = nil
 		}
@@ -278,6 +303,8 @@ func (c *Customer) realign(p *Plan) {
 		}
 	}
 	c.plan = p
+	clear(c.names)
+	c.names = c.names[:0]
 	if c.shard == nil {
 		c.series = ns
 		return
@@ -307,6 +334,8 @@ func (c *Customer) reset() {
 		*s = series{ts: s.ts[:0], num: s.num[:0], hash: s.hash[:0]}
 	}
 	c.series = c.series[:0]
+	clear(c.names)
+	c.names = c.names[:0]
 	c.pol.reset()
 	clear(c.due)
 	c.due = c.due[:0]

@@ -248,6 +248,19 @@
 // failed Commit the engine calls Invalidate(batch.Customers()...), and the
 // next Load reads Badger.
 //
+// The cached customers are most of the engine's live heap, and the
+// collector marks all of it at each cycle, so a cached customer keeps as
+// few objects and pointers as it can: a series holds its entries, kind and
+// position but not its type and attribute, which are its plan's (a
+// customer decoded and not yet aligned keeps the record's names beside its
+// series); and the profile's field names and the string values of fields
+// that take few values (segment, branch, time zone, tags: at most 1,024
+// distinct values per field, 64 fields per shard) are shared by the
+// shard's customers (profile_intern.go). BenchmarkCachedCustomer measures
+// it: with a bank-like profile and 30 series, 18.7 heap objects and
+// 4.6 KB per cached customer and 1.1 µs of a full collection, against
+// 31.8, 5.6 KB and 1.5 µs before.
+//
 // # Badger
 //
 // Open uses badger.DefaultOptions with: conflict detection off (a single

@@ -99,7 +99,7 @@ func (ck *checker) check(r *record) error {
 		clear(ck.prof)
 		ck.rd.Reset(r.profile)
 		ck.dec.Reset(&ck.rd)
-		if err := decodeProfileInto(ck.dec, ck.prof); err != nil {
+		if err := decodeProfileInto(ck.dec, ck.prof, nil); err != nil {
 			return fmt.Errorf("profile: %w", err)
 		}
 		if n := ck.rd.Len(); n > 0 {

@@ -41,6 +41,7 @@ type Shard struct {
 	scratch map[uint64]struct{} // Distinct over large windows
 	align   []series            // realign's scratch
 	in      interner            // rule ids, channels, ... of policy records
+	pv      profileValues       // profile field names and values
 	key     []byte
 	dec     *msgpack.Decoder
 	rd      bytes.Reader
@@ -164,10 +165,12 @@ func readCustomer(txn *badger.Txn, c *Customer, key []byte, sh *Shard) (_ []byte
 func (sh *Shard) decodeProfile(m map[string]any, v []byte) error {
 	sh.rd.Reset(v)
 	sh.dec.Reset(&sh.rd)
-	return decodeProfileInto(sh.dec, m)
+	return decodeProfileInto(sh.dec, m, &sh.pv)
 }
 
-func decodeProfileInto(dec *msgpack.Decoder, m map[string]any) error {
+// decodeProfileInto decodes a msgpack map with string keys into m,
+// interning its names and values with pv when not nil.
+func decodeProfileInto(dec *msgpack.Decoder, m map[string]any, pv *profileValues) error {
 	n, err := dec.DecodeMapLen()
 	if err != nil {
 		return corruptf("profile: %v", err)
@@ -181,7 +184,11 @@ func decodeProfileInto(dec *msgpack.Decoder, m map[string]any) error {
 		if err != nil {
 			return corruptf("profile value: %v", err)
 		}
-		m[k] = signed(v)
+		v = signed(v)
+		if pv != nil {
+			k, v = pv.intern(k, v)
+		}
+		m[k] = v
 	}
 	return nil
 }

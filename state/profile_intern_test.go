@@ -1,0 +1,163 @@
+package state_test
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/kairos-engine/kairos/state"
+	"github.com/kairos-engine/kairos/state/statetest"
+)
+
+// bankProfile is a profile like a bank's: a unique name, and fields that
+// take few values across customers.
+func bankProfile(i int) map[string]any {
+	tags := []any{}
+	if i%3 == 0 {
+		tags = append(tags, strings.Clone("payroll"))
+	}
+	if i%7 == 0 {
+		tags = append(tags, strings.Clone("mortgage"))
+	}
+	return map[string]any{
+		"name":         fmt.Sprintf("Customer %07d", i),
+		"segment":      strings.Clone([]string{"mass", "affluent", "private", "youth"}[i%4]),
+		"branch":       fmt.Sprintf("BR%03d", i%120),
+		"tags":         tags,
+		"channel_pref": []any{strings.Clone("app_push"), strings.Clone("sms")},
+		"timezone":     strings.Clone("Asia/Shanghai"),
+		"cohort":       fmt.Sprintf("K%02d", i%100),
+		"age":          int64(20 + i%60),
+	}
+}
+
+// benchPlan has 30 series, as the generated bench rules do: a count, a
+// sum and a distinct count for each of ten event types.
+func benchPlan(t testing.TB) *state.Plan {
+	var specs []state.AggSpec
+	for k := range 10 {
+		typ := fmt.Sprint("type", k)
+		specs = append(specs,
+			state.AggSpec{Kind: state.Count, Type: typ, Window: 24 * time.Hour},
+			state.AggSpec{Kind: state.Sum, Type: typ, Attr: "amount", Window: 7 * 24 * time.Hour},
+			state.AggSpec{Kind: state.Distinct, Type: typ, Attr: "merchant", Window: 30 * 24 * time.Hour})
+	}
+	return mustPlan(t, 30*24*time.Hour, specs...)
+}
+
+// writeProfiles stores bankProfile(i) for customers 0…n-1, and when p is
+// not nil three events of two types each, and returns their ids.
+func writeProfiles(t testing.TB, s *state.Store, n int, p *state.Plan) []string {
+	sh, b := s.Shard(0), s.NewBatch()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("c%07d", i)
+		c := load(t, sh, ids[i])
+		c.MergeProfile(bankProfile(i))
+		if p != nil {
+			for e := range 3 {
+				c.Apply(p, fmt.Sprint("type", (i+e)%2), t0+int64(i+e), map[string]any{"amount": 100.0, "merchant": fmt.Sprint("m", e)})
+			}
+		}
+		b.Put(c)
+		if i%256 == 255 || i == n-1 {
+			commit(t, s, b)
+			b.Reset()
+		}
+	}
+	return ids
+}
+
+func stringData(v any) *byte { return unsafe.StringData(v.(string)) }
+
+// TestProfileValuesShared checks that customers loaded from Badger share
+// the values their profiles have in common, and still read what was
+// written.
+func TestProfileValuesShared(t *testing.T) {
+	s := statetest.Open(t, state.Options{GCInterval: -1, CacheCustomers: 4096})
+	ids := writeProfiles(t, s, 1000, nil)
+	s.Invalidate(ids...)
+	sh := s.Shard(0)
+	a, b := load(t, sh, ids[0]), load(t, sh, ids[4]) // same segment, tags, cohort differs
+	for _, k := range []string{"segment", "timezone"} {
+		if a.Profile()[k] != b.Profile()[k] || stringData(a.Profile()[k]) != stringData(b.Profile()[k]) {
+			t.Errorf("%s: %q and %q not shared", k, a.Profile()[k], b.Profile()[k])
+		}
+	}
+	pa, pb := a.Profile()["channel_pref"].([]any), b.Profile()["channel_pref"].([]any)
+	if stringData(pa[1]) != stringData(pb[1]) || &pa[0] == &pb[0] {
+		t.Errorf("list elements not shared, or the lists are: %v %v", pa, pb)
+	}
+	if a.Profile()["cohort"] == b.Profile()["cohort"] || stringData(a.Profile()["name"]) == stringData(b.Profile()["name"]) {
+		t.Error("different values came back equal")
+	}
+	for i, id := range ids {
+		got, want := load(t, sh, id).Profile(), bankProfile(i)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%s: profile %v, want %v", id, got, want)
+		}
+	}
+}
+
+// BenchmarkCachedCustomer measures what the cache keeps on the heap per
+// customer loaded from Badger with a bank-like profile (bankProfile) and
+// windows under a plan of 30 series (benchPlan), a few of them with
+// entries: objects and bytes, for the collector to mark.
+func BenchmarkCachedCustomer(b *testing.B) {
+	const n = 10_000
+	opts := state.Options{Dir: b.TempDir(), GCInterval: -1, CacheCustomers: 2 * n}
+	p := benchPlan(b)
+	w, err := state.Open(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ids := writeProfiles(b, w, n, p)
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+	var objects, bytes, gcNanos float64
+	for b.Loop() {
+		// A store of its own each time: recycled customers would keep
+		// their arrays from the time before.
+		s, err := state.Open(opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sh := s.Shard(0)
+		var m0, m1 runtime.MemStats
+		runtime.GC()
+		gc0 := timeGC()
+		runtime.ReadMemStats(&m0)
+		for _, id := range ids {
+			load(b, sh, id).Value(p, 0, t0) // aligned to the plan, as an event does
+		}
+		runtime.GC()
+		gc1 := timeGC()
+		runtime.ReadMemStats(&m1)
+		objects += float64(m1.HeapObjects) - float64(m0.HeapObjects)
+		bytes += float64(m1.HeapAlloc) - float64(m0.HeapAlloc)
+		gcNanos += float64(gc1 - gc0)
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(objects/float64(b.N)/n, "heap-objects/customer")
+	b.ReportMetric(bytes/float64(b.N)/n, "heap-B/customer")
+	b.ReportMetric(gcNanos/float64(b.N)/n, "gc-ns/customer")
+}
+
+// timeGC returns the shortest of three full collections: the collector's
+// work for what is live.
+func timeGC() time.Duration {
+	best := time.Duration(math.MaxInt64)
+	for range 3 {
+		t := time.Now()
+		runtime.GC()
+		best = min(best, time.Since(t))
+	}
+	return best
+}
