@@ -12,14 +12,19 @@ import (
 type Customer struct {
 	id      string
 	profile map[string]any
-	// plan is the plan series is aligned with (series[i] is plan.series[i]);
-	// nil after decoding, before the first Apply or Value.
-	plan   *Plan
+	// plan is the plan series is aligned with; nil after decoding, before
+	// the first Apply or Value.
+	plan *Plan
+	// series are the customer's series: with a plan only those that ever
+	// took an entry since the customer was loaded or had one stored, in no
+	// particular order, and slot[i] is 1 + the position of plan series i
+	// (0: the customer has none). Most customers have a few of the plan's
+	// series, and the cache keeps every customer's array for the
+	// collector to scan.
 	series []series
+	slot   []uint16
 	// names are the series' types and attributes while plan is nil; with
-	// a plan they are the plan's (seriesName). Keeping them out of series
-	// saves every cached customer two strings per series, which the
-	// collector would otherwise follow at each cycle.
+	// a plan they are the plan's (seriesName).
 	names []seriesName
 	pol   policy
 
@@ -65,9 +70,13 @@ type series struct {
 	// cur tells whether the event of the last Apply (at curTs) was inserted
 	// into this series; Since excludes it.
 	curTs int64
+	def   uint16 // its index in the plan, with a plan
 	cur   bool
-	kind  valueKind // 0 once moved away by realign
+	kind  valueKind
 }
+
+// noSeries is what Value reads for a series the customer does not have.
+var noSeries series
 
 // seriesName is what identifies a series besides its value kind.
 type seriesName struct{ typ, attr string }
@@ -75,7 +84,7 @@ type seriesName struct{ typ, attr string }
 // seriesName returns the type and attribute of series i.
 func (c *Customer) seriesName(i int) (typ, attr string) {
 	if c.plan != nil {
-		d := &c.plan.series[i]
+		d := &c.plan.series[c.series[i].def]
 		return d.typ, d.attr
 	}
 	n := &c.names[i]
@@ -124,12 +133,11 @@ func (c *Customer) Apply(p *Plan, typ string, tsMillis int64, attrs map[string]a
 	if c.plan != p {
 		c.realign(p)
 	}
+	c.resetCurrent()
 	changed := false
 	dropped := 0
 	for i := range p.series {
 		d := &p.series[i]
-		s := &c.series[i]
-		s.cur = false
 		if d.typ != typ && d.typ != "*" {
 			continue
 		}
@@ -149,6 +157,7 @@ func (c *Customer) Apply(p *Plan, typ string, tsMillis int64, attrs map[string]a
 			}
 			h = x
 		}
+		s := c.seriesFor(i, d.kind)
 		ins, n := s.insert(tsMillis, v, h, d.retention, c.maxEntries)
 		s.cur, s.curTs = ins, tsMillis
 		dropped += n
@@ -170,7 +179,10 @@ func (c *Customer) Value(p *Plan, i int, atMillis int64) float64 {
 	if c.plan != p {
 		c.realign(p)
 	}
-	s := &c.series[p.specSeries[i]]
+	s := &noSeries
+	if k := c.slot[p.specSeries[i]]; k > 0 {
+		s = &c.series[k-1]
+	}
 	ts := s.ts[s.off:]
 	from := atMillis - p.windows[i]
 	hi := upperBound(ts, atMillis)
@@ -260,61 +272,62 @@ func (c *Customer) distinct(hs []uint64) int {
 	return len(m)
 }
 
-// realign makes c.series match p.series: series are matched by identity
-// (type, attribute, value kind); series p does not have are dropped, new
-// ones start empty, and retention changes apply at once. A customer read
-// from Badger is realigned once per load: the new order is built in the
-// shard's scratch and copied back into c's own array, so that a recycled
-// customer neither allocates nor keeps a second array (a customer of no
-// shard, a snapshot, allocates).
-func (c *Customer) realign(p *Plan) {
-	n := len(p.series)
-	var ns []series
-	if c.shard != nil {
-		if cap(c.shard.align) < n {
-			c.shard.align = make([]series, n)
-		}
-		ns = c.shard.align[:n]
-	} else {
-		ns = make([]series, n)
+// seriesFor returns the customer's series of plan series i (of kind),
+// adding it, empty, when the customer has none. The arrays of a series
+// dropped earlier are reused.
+func (c *Customer) seriesFor(i int, kind valueKind) *series {
+	if k := c.slot[i]; k > 0 {
+		return &c.series[k-1]
 	}
-	for i := range p.series {
-		d := &p.series[i]
-		s := &ns[i]
-		for j := range c.series {
-			o := &c.series[j]
-			if o.kind != d.kind {
-				continue
-			}
-			if typ, attr := c.seriesName(j); typ == d.typ && attr == d.attr {
-				*s, *o = *o, series{} // moved: no two series share an array
-				break
-			}
+	n := len(c.series)
+	if n < cap(c.series) {
+		c.series = c.series[:n+1]
+	} else {
+		c.series = append(c.series, series{})
+	}
+	s := &c.series[n]
+	*s = series{ts: s.ts[:0], num: s.num[:0], hash: s.hash[:0], def: uint16(i), kind: kind}
+	c.slot[i] = uint16(n + 1)
+	return s
+}
+
+// realign makes c's series those of p: series are matched by identity
+// (type, attribute, value kind), those p does not have and empty ones are
+// dropped (their arrays stay behind the kept ones, for reuse), and
+// retention changes apply at once. A customer read from Badger is
+// realigned once per load, in place: a recycled customer allocates
+// nothing once its arrays are large enough.
+func (c *Customer) realign(p *Plan) {
+	kept := 0
+	for j := range c.series {
+		s := &c.series[j]
+		typ, attr := c.seriesName(j)
+		i := p.seriesIndex(typ, attr, s.kind)
+		if i < 0 || s.len() == 0 {
+			continue
 		}
-		s.kind = d.kind
-		if s.kind != kindNumber {
-			s.num = nil
-		}
-		if s.kind != kindHash {
-			s.hash = nil
-		}
+		s.def = uint16(i)
 		if k := len(s.ts); k > s.off {
-			s.evictBefore(s.ts[k-1] - d.retention)
+			s.evictBefore(s.ts[k-1] - p.series[i].retention)
 		}
+		if s.len() == 0 {
+			continue
+		}
+		c.series[kept], c.series[j] = c.series[j], c.series[kept] // no two series share an array
+		kept++
+	}
+	c.series = c.series[:kept]
+	if cap(c.slot) < len(p.series) {
+		c.slot = make([]uint16, len(p.series))
+	}
+	c.slot = c.slot[:len(p.series)]
+	clear(c.slot)
+	for j := range c.series {
+		c.slot[c.series[j].def] = uint16(j + 1)
 	}
 	c.plan = p
 	clear(c.names)
 	c.names = c.names[:0]
-	if c.shard == nil {
-		c.series = ns
-		return
-	}
-	if cap(c.series) < n {
-		c.series = make([]series, n)
-	}
-	c.series = c.series[:n]
-	copy(c.series, ns)
-	clear(ns)
 }
 
 // resetCurrent forgets which event was current (a new event is coming).
@@ -334,6 +347,7 @@ func (c *Customer) reset() {
 		*s = series{ts: s.ts[:0], num: s.num[:0], hash: s.hash[:0]}
 	}
 	c.series = c.series[:0]
+	c.slot = c.slot[:0]
 	clear(c.names)
 	c.names = c.names[:0]
 	c.pol.reset()

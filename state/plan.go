@@ -3,6 +3,7 @@ package state
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 )
@@ -84,6 +85,7 @@ type Plan struct {
 	specs   []AggSpec
 	horizon time.Duration
 	series  []seriesDef
+	index   map[seriesDef]int // series by identity (retention 0)
 	// Per spec: index into series and window in ms (the horizon for Since).
 	specSeries []int
 	windows    []int64
@@ -100,6 +102,7 @@ func NewPlan(specs []AggSpec, horizon time.Duration) (*Plan, error) {
 		horizon:    horizon,
 		specSeries: make([]int, len(specs)),
 		windows:    make([]int64, len(specs)),
+		index:      make(map[seriesDef]int),
 	}
 	var errs []error
 	bad := func(i int, s AggSpec, format string, args ...any) {
@@ -151,12 +154,17 @@ func NewPlan(specs []AggSpec, horizon time.Duration) (*Plan, error) {
 		if j < 0 {
 			j = len(p.series)
 			p.series = append(p.series, d)
+			p.index[seriesDef{typ: d.typ, attr: d.attr, kind: d.kind}] = j
 		} else if ms > p.series[j].retention {
 			p.series[j].retention = ms
 		}
 		p.specSeries[i] = j
 		p.windows[i] = ms
 		p.maxRetention = max(p.maxRetention, ms)
+	}
+	// A customer's series refer to the plan's by a uint16.
+	if len(p.series) > math.MaxUint16 {
+		errs = append(errs, fmt.Errorf("state: %d distinct window series (event type, attribute and kind), more than %d", len(p.series), math.MaxUint16))
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -165,11 +173,8 @@ func NewPlan(specs []AggSpec, horizon time.Duration) (*Plan, error) {
 }
 
 func (p *Plan) seriesIndex(typ, attr string, kind valueKind) int {
-	for i := range p.series {
-		d := &p.series[i]
-		if d.kind == kind && d.typ == typ && d.attr == attr {
-			return i
-		}
+	if i, ok := p.index[seriesDef{typ: typ, attr: attr, kind: kind}]; ok {
+		return i
 	}
 	return -1
 }

@@ -39,7 +39,6 @@ type Shard struct {
 	txn *badger.Txn
 
 	scratch map[uint64]struct{} // Distinct over large windows
-	align   []series            // realign's scratch
 	in      interner            // rule ids, channels, ... of policy records
 	pv      profileValues       // profile field names and values
 	key     []byte
