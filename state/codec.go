@@ -236,16 +236,14 @@ func decodeWindow(c *Customer, data []byte, in *interner) error {
 	err := decodeSeries(c, data, in)
 	if err != nil {
 		c.series = c.series[:0]
-		clear(c.names)
-		c.names = c.names[:0]
+		c.dropNames()
 	}
 	return err
 }
 
 func decodeSeries(c *Customer, data []byte, in *interner) error {
 	c.series = c.series[:0]
-	clear(c.names)
-	c.names = c.names[:0]
+	c.dropNames()
 	d := decoder{b: data}
 	version := d.byte("version")
 	if d.err == nil && version != 1 && version != windowVersion {

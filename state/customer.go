@@ -81,6 +81,12 @@ var noSeries series
 // seriesName is what identifies a series besides its value kind.
 type seriesName struct{ typ, attr string }
 
+// dropNames forgets the record's series names, keeping the array.
+func (c *Customer) dropNames() {
+	clear(c.names)
+	c.names = c.names[:0]
+}
+
 // seriesName returns the type and attribute of series i.
 func (c *Customer) seriesName(i int) (typ, attr string) {
 	if c.plan != nil {
@@ -326,8 +332,7 @@ func (c *Customer) realign(p *Plan) {
 		c.slot[c.series[j].def] = uint16(j + 1)
 	}
 	c.plan = p
-	clear(c.names)
-	c.names = c.names[:0]
+	c.dropNames()
 }
 
 // resetCurrent forgets which event was current (a new event is coming).
@@ -348,8 +353,7 @@ func (c *Customer) reset() {
 	}
 	c.series = c.series[:0]
 	c.slot = c.slot[:0]
-	clear(c.names)
-	c.names = c.names[:0]
+	c.dropNames()
 	c.pol.reset()
 	clear(c.due)
 	c.due = c.due[:0]

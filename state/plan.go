@@ -79,13 +79,19 @@ type seriesDef struct {
 	retention int64 // ms
 }
 
+// seriesKey is the identity of a series.
+type seriesKey struct {
+	typ, attr string
+	kind      valueKind
+}
+
 // Plan is the compiled set of aggregates: Value(p, i, ...) evaluates
 // specs[i]. A Plan is immutable and safe for concurrent use.
 type Plan struct {
 	specs   []AggSpec
 	horizon time.Duration
 	series  []seriesDef
-	index   map[seriesDef]int // series by identity (retention 0)
+	index   map[seriesKey]int // series by identity
 	// Per spec: index into series and window in ms (the horizon for Since).
 	specSeries []int
 	windows    []int64
@@ -102,7 +108,7 @@ func NewPlan(specs []AggSpec, horizon time.Duration) (*Plan, error) {
 		horizon:    horizon,
 		specSeries: make([]int, len(specs)),
 		windows:    make([]int64, len(specs)),
-		index:      make(map[seriesDef]int),
+		index:      make(map[seriesKey]int),
 	}
 	var errs []error
 	bad := func(i int, s AggSpec, format string, args ...any) {
@@ -154,7 +160,7 @@ func NewPlan(specs []AggSpec, horizon time.Duration) (*Plan, error) {
 		if j < 0 {
 			j = len(p.series)
 			p.series = append(p.series, d)
-			p.index[seriesDef{typ: d.typ, attr: d.attr, kind: d.kind}] = j
+			p.index[seriesKey{d.typ, d.attr, d.kind}] = j
 		} else if ms > p.series[j].retention {
 			p.series[j].retention = ms
 		}
@@ -173,7 +179,7 @@ func NewPlan(specs []AggSpec, horizon time.Duration) (*Plan, error) {
 }
 
 func (p *Plan) seriesIndex(typ, attr string, kind valueKind) int {
-	if i, ok := p.index[seriesDef{typ: typ, attr: attr, kind: kind}]; ok {
+	if i, ok := p.index[seriesKey{typ, attr, kind}]; ok {
 		return i
 	}
 	return -1
