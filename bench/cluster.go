@@ -259,12 +259,22 @@ func scaleRatios(r *Report) {
 			same := p.OfferFingerprint == one.OfferFingerprint && p.OffersOfEvents == one.OffersOfEvents
 			p.SameOffersAs1 = &same
 		}
+		// At the last rate both ran, run against run of the same round;
+		// with --repeat, the median of the rounds.
+		var at int
+		var fs []float64
 		for _, x := range p.Runs {
 			for _, y := range one.Runs {
-				if x.TargetRate == y.TargetRate && y.ProcessedPerSec > 0 {
-					p.ThroughputVs1 = x.ProcessedPerSec / y.ProcessedPerSec
+				if x.TargetRate == y.TargetRate && x.Round == y.Round && y.ProcessedPerSec > 0 {
+					if x.TargetRate != at {
+						at, fs = x.TargetRate, fs[:0]
+					}
+					fs = append(fs, x.ProcessedPerSec/y.ProcessedPerSec)
 				}
 			}
+		}
+		if len(fs) > 0 {
+			p.ThroughputVs1 = median(fs, func(f float64) float64 { return f })
 		}
 	}
 }

@@ -52,6 +52,12 @@ type Config struct {
 	// (default 2m).
 	DrainTimeout time.Duration
 	Baseline     bool // measure the transport limit in the same run
+	// Repeat is how many rounds each point makes (default 1): with
+	// Baseline, the baseline's runs and the engine's alternate round by
+	// round, and the point's ratio to the baseline is the median of the
+	// rounds' ratios. A single run's p99 at a low rate rests on a few dozen
+	// events, so one stall in it decides the ratio; rounds show the spread.
+	Repeat int
 	// WaitIdle, when positive, holds each run until the rest of the
 	// machine has used less than this many CPUs for 5 s in a row (at most
 	// 10 minutes), for shared machines.
@@ -239,6 +245,9 @@ func (c *Config) Defaults() {
 	if c.Instances == 0 {
 		c.Instances = 1
 	}
+	if c.Repeat == 0 {
+		c.Repeat = 1
+	}
 	if c.Partitions == 0 {
 		c.Partitions = 32
 	}
@@ -310,6 +319,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MemProfile != "" && (c.Launcher == nil || c.Launcher.Mode() != "in-process") {
 		bad("--memprofile needs --engine in-process (a child engine cannot be profiled from the bench)")
+	}
+	if c.Repeat < 1 || c.Repeat > 100 {
+		bad("--repeat must be 1 to 100")
+	}
+	if c.Repeat > 1 && c.Max {
+		bad("--repeat and --max: a search makes many runs already; repeat fixed rates (--rate, --sweep rate)")
 	}
 	if c.Instances < 1 || c.Instances > 64 {
 		bad("--instances must be 1 to 64")

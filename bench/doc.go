@@ -22,7 +22,9 @@
 //     event sequence number, consumer lag.
 //   - baseline.go: the transport limit, a consumer that does the engine's
 //     NATS work without rules.
-//   - run.go: Run: points, runs, the --max search, sweeps.
+//   - run.go: Run: points, runs, the --max search, sweeps, rounds
+//     (--repeat: baseline and engine alternate; ratios are the rounds'
+//     medians).
 //   - hist.go, procstat.go, metrics.go, machine.go: measurements.
 //   - report.go, plot.go, targets.go: report.json, report.md, the SVG plot,
 //     and the targets of the bench issue.

@@ -190,3 +190,59 @@ func TestBenchChildProcess(t *testing.T) {
 		t.Errorf("setup %+v", rep.Setup)
 	}
 }
+
+// TestBenchRounds runs a point in two rounds (--repeat 2 --baseline):
+// baseline and engine alternate, each round's engine run pairs with its
+// own baseline run, and the report names the rounds.
+func TestBenchRounds(t *testing.T) {
+	out := t.TempDir()
+	var progress strings.Builder
+	rep, err := bench.Run(t.Context(), bench.Config{
+		Customers: 1000, Rules: 20, Rate: 500, Duration: time.Second, Warmup: 500 * time.Millisecond,
+		Baseline: true, Repeat: 2, Launcher: inProcess{}, Out: out, Dir: t.TempDir(), Progress: &progress,
+		Engine: bench.EngineOptions{Policy: "none"},
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	p := rep.Points[0]
+	if len(p.BaselineRuns) != 2 || len(p.Runs) != 2 {
+		t.Fatalf("%d baseline and %d engine runs, want 2 and 2", len(p.BaselineRuns), len(p.Runs))
+	}
+	for i := range 2 {
+		for _, x := range []bench.RunResult{p.BaselineRuns[i], p.Runs[i]} {
+			if x.Round != i+1 || x.Latency.Count == 0 || x.Verdict != "ok" {
+				t.Errorf("%s run %d: round %d, %d latencies, %q", x.Side, i, x.Round, x.Latency.Count, x.Verdict)
+			}
+		}
+	}
+	// The rounds alternate: round 2's baseline comes after round 1's engine.
+	log := progress.String()
+	if a, b := strings.Index(log, "engine, round 1 500/s:"), strings.Index(log, "baseline, round 2 500/s:"); a < 0 || b < a {
+		t.Errorf("rounds not alternated:\n%s", log)
+	}
+	r := p.Ratio
+	if r == nil || len(r.Rounds) != 2 || r.Rounds[0].Round != 1 || r.Rounds[1].Round != 2 {
+		t.Fatalf("ratio %+v", r)
+	}
+	for i, rr := range r.Rounds {
+		if want := p.Runs[i].Latency.P99 / p.BaselineRuns[i].Latency.P99; rr.P99 != want {
+			t.Errorf("round %d p99 ratio %v, want %v (its own baseline's)", rr.Round, rr.P99, want)
+		}
+	}
+	if want := (r.Rounds[0].P99 + r.Rounds[1].P99) / 2; r.P99 != want {
+		t.Errorf("p99 ratio %v, want the rounds' median %v", r.P99, want)
+	}
+	if rep.Setup.Repeat != 2 {
+		t.Errorf("setup repeat %d", rep.Setup.Repeat)
+	}
+	md, err := os.ReadFile(filepath.Join(out, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| engine, round 2 |", "engine, round 1 at 500/s: second by second", "- Rounds, each engine run against the baseline run just before it: round 1 p99", "2 rounds"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+}

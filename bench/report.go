@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -57,9 +58,11 @@ type Setup struct {
 	Duration     time.Duration `json:"duration_ns"`
 	Warmup       time.Duration `json:"warmup_ns"`
 	Baseline     bool          `json:"baseline"`
-	Sweep        string        `json:"sweep,omitempty"`
-	InFlight     int           `json:"publish_in_flight"`
-	WaitIdle     float64       `json:"wait_idle_cpus,omitempty"`
+	// Repeat is the rounds of each point (--repeat), 0 for one.
+	Repeat   int     `json:"repeat,omitempty"`
+	Sweep    string  `json:"sweep,omitempty"`
+	InFlight int     `json:"publish_in_flight"`
+	WaitIdle float64 `json:"wait_idle_cpus,omitempty"`
 	// Instances is --instances (1 unless set; an instances sweep sets it
 	// per point); Cluster describes cluster mode, "" when the engine ran
 	// as a single instance.
@@ -172,9 +175,11 @@ type ProfileLoad struct {
 // RunResult is traffic at one target rate against one side (the engine or the
 // baseline).
 type RunResult struct {
-	Side       string  `json:"side"` // engine or baseline
-	TargetRate int     `json:"target_rate"`
-	Seconds    float64 `json:"seconds"` // measured time
+	Side       string `json:"side"` // engine or baseline
+	TargetRate int    `json:"target_rate"`
+	// Round is the run's round with --repeat (from 1), 0 without.
+	Round   int     `json:"round,omitempty"`
+	Seconds float64 `json:"seconds"` // measured time
 	// Sent is events published during the measured time; SentPerSec their
 	// rate (below the target when the publisher fell behind).
 	Sent       int64   `json:"sent"`
@@ -260,6 +265,26 @@ type Ratio struct {
 	AtRate int     `json:"at_rate"`
 	// Basis says what Throughput compares.
 	Basis string `json:"throughput_basis"`
+	// Rounds are the ratios of each round at AtRate with --repeat; the
+	// figures above are then their medians.
+	Rounds []RoundRatio `json:"rounds,omitempty"`
+}
+
+// RoundRatio is one round's engine over its baseline at Ratio.AtRate.
+type RoundRatio struct {
+	Round      int     `json:"round"`
+	Throughput float64 `json:"throughput"`
+	P50        float64 `json:"p50"`
+	P99        float64 `json:"p99"`
+}
+
+// name is the run's side, with its round under --repeat: "engine" or
+// "engine, round 2".
+func (x *RunResult) name() string {
+	if x.Round == 0 {
+		return x.Side
+	}
+	return fmt.Sprintf("%s, round %d", x.Side, x.Round)
 }
 
 // Check is one target of the bench issue, and whether this report
@@ -322,7 +347,7 @@ func (r *Report) Table(w io.Writer) {
 		for _, runs := range [][]RunResult{p.BaselineRuns, p.Runs} {
 			for _, x := range runs {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.0f\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%.1f\t%s\t\n",
-					p.Label, x.Side, instancesCell(p, x), x.TargetRate, x.SentPerSec, x.ProcessedPerSec, x.OffersPerSec,
+					p.Label, x.name(), instancesCell(p, x), x.TargetRate, x.SentPerSec, x.ProcessedPerSec, x.OffersPerSec,
 					ms(x.Latency.P50), ms(x.Latency.P90), ms(x.Latency.P99), ms(x.Latency.P999), ms(x.Latency.Max), quietCell(x),
 					x.LagMax, cpu(x.CPUSeconds), x.OtherCPUSeconds, x.Verdict)
 			}
@@ -423,7 +448,14 @@ func (r *Report) Markdown(w io.Writer, plots map[int]string) {
 	if s.Sweep != "" {
 		load += "; sweep " + s.Sweep
 	}
-	fmt.Fprintf(w, "- Load: %s; each run %v measured after %v of warm-up; publisher in-flight window %d.\n", load, s.Duration, s.Warmup, s.InFlight)
+	rounds := ""
+	if s.Repeat > 1 {
+		rounds = fmt.Sprintf("; %d rounds (--repeat) against the same engine, whose contact histories carry over", s.Repeat)
+		if s.Baseline {
+			rounds += ", each round the baseline's runs then the engine's"
+		}
+	}
+	fmt.Fprintf(w, "- Load: %s; each run %v measured after %v of warm-up%s; publisher in-flight window %d.\n", load, s.Duration, s.Warmup, rounds, s.InFlight)
 	if s.Cluster != "" {
 		fmt.Fprintf(w, "- Engines: %s.\n", s.Cluster)
 	}
@@ -440,7 +472,7 @@ func (r *Report) Markdown(w io.Writer, plots map[int]string) {
 		for _, runs := range [][]RunResult{p.BaselineRuns, p.Runs} {
 			for _, x := range runs {
 				fmt.Fprintf(w, "| %s | %s | %s | %d | %.0f | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %d | %s | %s | %.1f | %s |\n",
-					p.Label, x.Side, instancesCell(p, x), x.TargetRate, x.SentPerSec, x.ProcessedPerSec, x.OffersPerSec,
+					p.Label, x.name(), instancesCell(p, x), x.TargetRate, x.SentPerSec, x.ProcessedPerSec, x.OffersPerSec,
 					ms(x.Latency.P50), ms(x.Latency.P90), ms(x.Latency.P99), ms(x.Latency.P999), ms(x.Latency.Max), quietCell(x),
 					x.LagMax, cpu(x.CPUSeconds), cpu(x.BenchCPUSeconds), x.OtherCPUSeconds, x.Verdict)
 			}
@@ -471,6 +503,13 @@ func (r *Report) Markdown(w io.Writer, plots map[int]string) {
 		}
 		if p.Ratio != nil {
 			fmt.Fprintf(w, "- Engine / baseline: throughput %.2f (%s); latency at %d events/s p50 %.2f×, p99 %.2f×.\n", p.Ratio.Throughput, p.Ratio.Basis, p.Ratio.AtRate, p.Ratio.P50, p.Ratio.P99)
+			if len(p.Ratio.Rounds) > 0 {
+				cells := make([]string, len(p.Ratio.Rounds))
+				for i, rr := range p.Ratio.Rounds {
+					cells[i] = fmt.Sprintf("round %d p99 %.2f× (p50 %.2f×, throughput %.2f)", rr.Round, rr.P99, rr.P50, rr.Throughput)
+				}
+				fmt.Fprintf(w, "- Rounds, each engine run against the baseline run just before it: %s.\n", strings.Join(cells, "; "))
+			}
 		}
 		if p.PeakRSSBytes > 0 {
 			fmt.Fprintf(w, "- Engine peak RSS %s.\n", mib(p.PeakRSSBytes))
@@ -514,7 +553,7 @@ func (r *Report) Markdown(w io.Writer, plots map[int]string) {
 				if p.Cluster {
 					cl = fmt.Sprintf(" %.1f |", e.ChangelogMillisMean)
 				}
-				fmt.Fprintf(w, "| %d | %.2f | %.3f | %.3f | %.0f | %.1f |%s %.1f | %.0f | %.0f%% | %.0f |\n", x.TargetRate, e.MatchesPerEvent, e.EmittedPerEvent, e.SuppressedPerEvent,
+				fmt.Fprintf(w, "| %s | %.2f | %.3f | %.3f | %.0f | %.1f |%s %.1f | %.0f | %.0f%% | %.0f |\n", rateCell(&x), e.MatchesPerEvent, e.EmittedPerEvent, e.SuppressedPerEvent,
 					e.BatchSizeMean, e.BatchMillisMean, cl, e.CommitMillisMean, e.CommitBytesPerEvent, 100*e.CacheHitRatio, x.CPUMicrosPerEvent)
 			}
 		}
@@ -522,7 +561,7 @@ func (r *Report) Markdown(w io.Writer, plots map[int]string) {
 			if len(x.Timeline) == 0 {
 				continue
 			}
-			fmt.Fprintf(w, "\n<details><summary>%s at %d/s: second by second</summary>\n\n", x.Side, x.TargetRate)
+			fmt.Fprintf(w, "\n<details><summary>%s at %d/s: second by second</summary>\n\n", x.name(), x.TargetRate)
 			fmt.Fprintf(w, "| t s | sent/s | offers/s | lag | p50 ms | p99 ms | other CPUs |\n|--:|--:|--:|--:|--:|--:|--:|\n")
 			for _, t := range x.Timeline {
 				fmt.Fprintf(w, "| %.0f | %.0f | %.0f | %d | %s | %s | %.2f |\n", t.T, t.SentPerS, t.OffersPer, t.Lag, ms(t.P50), ms(t.P99), t.Other)
@@ -545,6 +584,14 @@ func (r *Report) Markdown(w io.Writer, plots map[int]string) {
 			fmt.Fprintf(w, "- %s\n", n)
 		}
 	}
+}
+
+// rateCell is a run's target rate, with its round under --repeat.
+func rateCell(x *RunResult) string {
+	if x.Round == 0 {
+		return strconv.Itoa(x.TargetRate)
+	}
+	return fmt.Sprintf("%d (round %d)", x.TargetRate, x.Round)
 }
 
 func gib(b int64) string { return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30)) }
@@ -629,8 +676,8 @@ func (r *Report) scaleOutMarkdown(w io.Writer) {
 			inst = "1 (single-instance mode)"
 		}
 		for _, x := range p.Runs {
-			fmt.Fprintf(w, "| %s | %d | %.0f | %s | %s | %s | %s | %.0f | %s | %.1f | %s | %d / %d | %s | %s |\n",
-				inst, x.TargetRate, x.ProcessedPerSec, ratio, ms(x.Latency.P50), ms(x.Latency.P99), cpu(x.CPUSeconds),
+			fmt.Fprintf(w, "| %s | %s | %.0f | %s | %s | %s | %s | %.0f | %s | %.1f | %s | %d / %d | %s | %s |\n",
+				inst, rateCell(&x), x.ProcessedPerSec, ratio, ms(x.Latency.P50), ms(x.Latency.P99), cpu(x.CPUSeconds),
 				x.CPUMicrosPerEvent, cpu(x.BenchCPUSeconds), x.OtherCPUSeconds, peak, p.OffersEmitted, p.OffersReceived, same, x.Verdict)
 		}
 	}
@@ -709,7 +756,7 @@ func sendLateMarkdown(w io.Writer, p *Point) {
 	for _, runs := range [][]RunResult{p.Runs, p.BaselineRuns} {
 		for _, x := range runs {
 			if x.SendLate.Count > 0 {
-				cells = append(cells, fmt.Sprintf("%s at %d/s p99 %s ms (max %s)", x.Side, x.TargetRate, ms(x.SendLate.P99), ms(x.SendLate.Max)))
+				cells = append(cells, fmt.Sprintf("%s at %d/s p99 %s ms (max %s)", x.name(), x.TargetRate, ms(x.SendLate.P99), ms(x.SendLate.Max)))
 			}
 		}
 	}

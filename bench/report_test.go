@@ -179,6 +179,13 @@ func TestPlan(t *testing.T) {
 			t.Errorf("%s with a child engine: %v", flag, err)
 		}
 	}
+	// Rounds: 1 to 100, and not with a search.
+	for _, c := range []Config{{Launcher: &ChildLauncher{}, Repeat: 101}, {Launcher: &ChildLauncher{}, Repeat: 2, Max: true}} {
+		c.Defaults()
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--repeat") {
+			t.Errorf("repeat %d, max %v: %v", c.Repeat, c.Max, err)
+		}
+	}
 	for in, want := range map[int]int{149: 150, 5000: 5000, 7512: 7500, 37500: 38000, 60: 60} {
 		if got := roundRate(in); got != want {
 			t.Errorf("roundRate(%d) = %d, want %d", in, got, want)
@@ -191,5 +198,51 @@ func TestSplitLabels(t *testing.T) {
 	want := []string{`outcome="emitted"`, `rule="a,b"`, `x="q\"uo,te"`}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("splitLabels = %q, want %q", got, want)
+	}
+}
+
+// TestRatioRounds pairs each engine run with the baseline run of its own
+// round and takes the median of the rounds; the 1,000 events/s target is
+// judged on that median.
+func TestRatioRounds(t *testing.T) {
+	pt := Point{Label: "100 rules, 100k customers", Customers: 100_000, Rules: 100}
+	// Engine p99s 3, 10, 4 against baselines 2, 2, 2.5: 1.5×, 5×, 1.6×.
+	for i, x := range []struct{ e, b float64 }{{3, 2}, {10, 2}, {4, 2.5}} {
+		e, b := run("engine", 1000, 1, x.e, true), run("baseline", 1000, 0.5, x.b, true)
+		e.Round, b.Round = i+1, i+1
+		pt.Runs, pt.BaselineRuns = append(pt.Runs, e), append(pt.BaselineRuns, b)
+	}
+	r := ratio(&pt, false)
+	if r == nil || len(r.Rounds) != 3 || r.AtRate != 1000 {
+		t.Fatalf("ratio %+v", r)
+	}
+	for i, want := range []float64{1.5, 5, 1.6} {
+		if r.Rounds[i].Round != i+1 || r.Rounds[i].P99 != want {
+			t.Errorf("round %d: %+v, want p99 ratio %v", i+1, r.Rounds[i], want)
+		}
+	}
+	if r.P99 != 1.6 || r.P50 != 2 || r.Throughput != 1 {
+		t.Errorf("medians p99 %v p50 %v throughput %v, want 1.6, 2, 1", r.P99, r.P50, r.Throughput)
+	}
+	pt.Ratio = r
+	rep := &Report{Setup: Setup{Baseline: true, Repeat: 3}, Points: []Point{pt}}
+	for _, c := range checkTargets(rep) {
+		if c.Target != "p99 within 2× of the transport limit's at 1,000 events/s" {
+			continue
+		}
+		if c.Status != Met || !strings.Contains(c.Measured, "median 1.6× over 3 rounds, 2 within 2×") {
+			t.Errorf("1,000 events/s target: %s, %s", c.Status, c.Measured)
+		}
+	}
+	// Two rounds over 2× of three: missed.
+	pt.Runs[2].Latency.P99 = 6
+	rep.Points[0] = pt
+	for _, c := range checkTargets(rep) {
+		if c.Target == "p99 within 2× of the transport limit's at 1,000 events/s" && c.Status != Missed {
+			t.Errorf("median 2.4×: %s, %s", c.Status, c.Measured)
+		}
+	}
+	if median([]float64{3, 1, 2, 10}, func(f float64) float64 { return f }) != 2.5 {
+		t.Error("median of an even count is not the mean of the middle two")
 	}
 }

@@ -200,6 +200,10 @@ func newReport(cfg *Config) *Report {
 	if cfg.Engine.Policy == "none" {
 		policy = "no contact caps (one offer per event)"
 	}
+	repeat := 0
+	if cfg.Repeat > 1 {
+		repeat = cfg.Repeat
+	}
 	cmd := "kairos bench"
 	if len(cfg.Args) > 0 {
 		cmd += " " + strings.Join(cfg.Args, " ")
@@ -216,7 +220,7 @@ func newReport(cfg *Config) *Report {
 			TopShare: g.Share(1), Top1Share: g.Share(max(1, cfg.Customers/100)),
 			Mix: FormatMix(cfg.Mix), Profiles: profiles, Rules: cfg.Rules, RuleAudience: cfg.RuleAudience, Seed: cfg.Seed, Policy: policy,
 			Rate: cfg.Rate, Max: cfg.Max, SLO: cfg.SLO, Duration: cfg.Duration, Warmup: cfg.Warmup,
-			Baseline: cfg.Baseline, Sweep: sweep, InFlight: cfg.InFlight, WaitIdle: cfg.WaitIdle,
+			Baseline: cfg.Baseline, Sweep: sweep, InFlight: cfg.InFlight, WaitIdle: cfg.WaitIdle, Repeat: repeat,
 			Instances: max(1, cfg.Instances), Cluster: instances,
 		},
 	}
@@ -244,6 +248,8 @@ type pointRun struct {
 	baselineTarget Target
 	// cluster is the engine instances in cluster mode, nil otherwise.
 	cluster *clusterTarget
+	// round is the round being run with --repeat (from 1), 0 without.
+	round int
 }
 
 func runPoint(ctx context.Context, cfg *Config, spec pointSpec, dir string, baselines map[string]*Point) (pt *Point, err error) {
@@ -389,23 +395,31 @@ func runPoint(ctx context.Context, cfg *Config, spec pointSpec, dir string, base
 		progress(cfg, "profiles: %d in %.1fs (%.0f/s)", n, secs, float64(n)/secs)
 	}
 
-	// The transport limit, while the engine idles.
-	if cfg.Baseline {
-		key := fmt.Sprint(spec.customers, spec.rates)
-		if prev, ok := baselines[key]; ok {
-			pt.BaselineRuns, pt.BaselineBest = prev.BaselineRuns, prev.BaselineBest
-		} else {
-			if err := p.baseline(ctx, pt, w); err != nil {
-				return pt, fmt.Errorf("baseline: %w", err)
-			}
-			baselines[key] = pt
+	// Each round: the transport limit while the engine idles, then the
+	// engine. With one round, a later point with the same customers and
+	// rates reuses this point's baseline; with more, every point
+	// alternates its own, so that the rounds compare runs made side by
+	// side.
+	for round := 1; round <= cfg.Repeat && err == nil; round++ {
+		if cfg.Repeat > 1 {
+			p.round = round
+			progress(cfg, "round %d of %d", round, cfg.Repeat)
 		}
-	}
-
-	// The engine.
-	if spec.rates == nil {
-		pt.Runs, pt.Best, err = p.search(ctx, d, "engine")
-	} else {
+		if cfg.Baseline {
+			key := fmt.Sprint(spec.customers, spec.rates)
+			if prev, ok := baselines[key]; ok && cfg.Repeat == 1 {
+				pt.BaselineRuns, pt.BaselineBest = prev.BaselineRuns, prev.BaselineBest
+			} else {
+				if err := p.baseline(ctx, pt, w); err != nil {
+					return pt, fmt.Errorf("baseline: %w", err)
+				}
+				baselines[key] = pt
+			}
+		}
+		if spec.rates == nil {
+			pt.Runs, pt.Best, err = p.search(ctx, d, "engine")
+			continue
+		}
 		for _, rate := range spec.rates {
 			var r RunResult
 			r, err = p.run(ctx, d, "engine", rate)
@@ -545,6 +559,10 @@ func (p *pointRun) baseline(ctx context.Context, pt *Point, w Workload) (err err
 		}()
 	}
 	w.RunID += "b"
+	if p.round > 0 {
+		// Each round's baseline streams are new, and so are its event ids.
+		w.RunID += strconv.Itoa(p.round)
+	}
 	bd, err := newDriver(p.nc, baselineSubjects, w, p.cfg.InFlight)
 	if err != nil {
 		return err
@@ -661,7 +679,8 @@ const defaultQuietCPUs = 0.25
 // received.
 func (p *pointRun) run(ctx context.Context, d *driver, side string, rate int) (RunResult, error) {
 	cfg := p.cfg
-	r := RunResult{Side: side, TargetRate: rate}
+	r := RunResult{Side: side, TargetRate: rate, Round: p.round}
+	name := r.name()
 	if cfg.WaitIdle > 0 {
 		waited, quiet := p.waitIdle(ctx, side)
 		r.WaitedIdleSec = waited.Seconds()
@@ -747,7 +766,7 @@ func (p *pointRun) run(ctx context.Context, d *driver, side string, rate int) (R
 					phase = "drain"
 				}
 				progress(cfg, "%s %d/s %-7s t=%5.0fs sent %6.0f/s offers %6.0f/s lag %7d p50 %s p99 %s ms (other processes: %.1f CPUs)",
-					side, rate, phase, tk.T, tk.SentPerS, tk.OffersPer, lag, ms(iv.P50), ms(iv.P99), tk.Other)
+					name, rate, phase, tk.T, tk.SentPerS, tk.OffersPer, lag, ms(iv.P50), ms(iv.P99), tk.Other)
 			}
 		}
 	}()
@@ -893,7 +912,7 @@ func (p *pointRun) run(ctx context.Context, d *driver, side string, rate int) (R
 		r.Verdict = verdictOK
 	}
 	progress(cfg, "%s %d/s: sent %.0f/s processed %.0f/s offers %.0f/s p50 %s p99 %s p99.9 %s max %s ms lag max %d — %s",
-		side, rate, r.SentPerSec, r.ProcessedPerSec, r.OffersPerSec, ms(r.Latency.P50), ms(r.Latency.P99), ms(r.Latency.P999), ms(r.Latency.Max), r.LagMax, r.Verdict)
+		name, rate, r.SentPerSec, r.ProcessedPerSec, r.OffersPerSec, ms(r.Latency.P50), ms(r.Latency.P99), ms(r.Latency.P999), ms(r.Latency.Max), r.LagMax, r.Verdict)
 	return r, nil
 }
 
@@ -1090,16 +1109,19 @@ func ratio(pt *Point, maxMode bool) *Ratio {
 	if len(pt.BaselineRuns) == 0 || len(pt.Runs) == 0 {
 		return nil
 	}
-	byRate := map[int]RunResult{}
+	// Runs pair by rate and round: with --repeat, a round's engine runs
+	// with the baseline runs of the same round.
+	type key struct{ rate, round int }
+	byKey := map[key]RunResult{}
 	for _, b := range pt.BaselineRuns {
 		if b.Latency.Count > 0 {
-			byRate[b.TargetRate] = b
+			byKey[key{b.TargetRate, b.Round}] = b
 		}
 	}
 	type pair struct{ e, b RunResult }
 	var common []pair
 	for _, e := range pt.Runs {
-		if b, ok := byRate[e.TargetRate]; ok && e.Latency.Count > 0 {
+		if b, ok := byKey[key{e.TargetRate, e.Round}]; ok && e.Latency.Count > 0 {
 			common = append(common, pair{e, b})
 		}
 	}
@@ -1128,10 +1150,23 @@ func ratio(pt *Point, maxMode bool) *Ratio {
 	r := &Ratio{Basis: "processed events/s at the compared rate"}
 	if ok {
 		r.AtRate = c.e.TargetRate
-		r.P50 = c.e.Latency.P50 / c.b.Latency.P50
-		r.P99 = c.e.Latency.P99 / c.b.Latency.P99
-		if c.b.ProcessedPerSec > 0 {
-			r.Throughput = c.e.ProcessedPerSec / c.b.ProcessedPerSec
+		var rounds []RoundRatio
+		for _, x := range common {
+			if x.e.TargetRate != r.AtRate {
+				continue
+			}
+			rr := RoundRatio{Round: x.e.Round, P50: x.e.Latency.P50 / x.b.Latency.P50, P99: x.e.Latency.P99 / x.b.Latency.P99}
+			if x.b.ProcessedPerSec > 0 {
+				rr.Throughput = x.e.ProcessedPerSec / x.b.ProcessedPerSec
+			}
+			rounds = append(rounds, rr)
+		}
+		r.P50 = median(rounds, func(x RoundRatio) float64 { return x.P50 })
+		r.P99 = median(rounds, func(x RoundRatio) float64 { return x.P99 })
+		r.Throughput = median(rounds, func(x RoundRatio) float64 { return x.Throughput })
+		if len(rounds) > 1 {
+			r.Rounds = rounds
+			r.Basis += ", median of the rounds"
 		}
 	}
 	if maxMode {
@@ -1149,6 +1184,24 @@ func ratio(pt *Point, maxMode bool) *Ratio {
 		}
 	}
 	return r
+}
+
+// median is the median of f over xs (the mean of the middle two for an
+// even count), 0 for none.
+func median[T any](xs []T, f func(T) float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	v := make([]float64, len(xs))
+	for i, x := range xs {
+		v[i] = f(x)
+	}
+	slices.Sort(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
 }
 
 type lockedWriter struct {

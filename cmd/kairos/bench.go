@@ -40,6 +40,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&cfg.Warmup, "warmup", 10*time.Second, "unmeasured traffic before each run")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 2*time.Minute, "longest wait for the engine to catch up after a run")
 	fs.BoolVar(&cfg.Baseline, "baseline", false, "also run the same traffic through a no-rules consumer (the transport limit)")
+	fs.IntVar(&cfg.Repeat, "repeat", 1, "rounds of each point's runs; with --baseline the baseline's and the engine's alternate, and the ratio to the baseline is the rounds' median")
 	fs.Float64Var(&cfg.WaitIdle, "wait-idle", 0, "on a shared machine: hold each run until other processes use fewer than this many CPUs for 5 s (at most 10 min)")
 	sweep := fs.String("sweep", "", "rules=10,100,1000,10000 | customers=10k,1M,10M | rate=1000,5000,20000 | instances=single,1,2,3 (single: one engine without cluster mode)")
 	fs.IntVar(&cfg.Instances, "instances", 1, "engine instances; above 1 they run in cluster mode against a nats-server the bench starts")
@@ -73,6 +74,10 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *baselineOnly {
 		return runBaselineConsumer(ctx, cfg.NATSURL)
+	}
+	if cfg.Repeat < 1 {
+		// bench.Config takes 0 as its default, one round; a flag of 0 is a mistake.
+		return fmt.Errorf("--repeat %d: give 1 or more rounds", cfg.Repeat)
 	}
 	cfg.Customers = int(customers)
 	cfg.Seed = *seed
