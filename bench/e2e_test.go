@@ -240,7 +240,7 @@ func TestBenchRounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| engine, round 2 |", "engine, round 1 at 500/s: second by second", "- Rounds, each engine run against the baseline run just before it: round 1 p99", "2 rounds"} {
+	for _, want := range []string{"| engine, round 2 |", "engine, round 1 at 500/s: second by second", "- Rounds, each engine run against the baseline run of its round at the same rate: round 1 p99", "2 rounds"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report.md lacks %q", want)
 		}

@@ -508,7 +508,7 @@ func (r *Report) Markdown(w io.Writer, plots map[int]string) {
 				for i, rr := range p.Ratio.Rounds {
 					cells[i] = fmt.Sprintf("round %d p99 %.2f× (p50 %.2f×, throughput %.2f)", rr.Round, rr.P99, rr.P50, rr.Throughput)
 				}
-				fmt.Fprintf(w, "- Rounds, each engine run against the baseline run just before it: %s.\n", strings.Join(cells, "; "))
+				fmt.Fprintf(w, "- Rounds, each engine run against the baseline run of its round at the same rate: %s.\n", strings.Join(cells, "; "))
 			}
 		}
 		if p.PeakRSSBytes > 0 {
