@@ -211,8 +211,9 @@ func TestBenchRounds(t *testing.T) {
 	}
 	for i := range 2 {
 		for _, x := range []bench.RunResult{p.BaselineRuns[i], p.Runs[i]} {
-			if x.Round != i+1 || x.Latency.Count == 0 || x.Verdict != "ok" {
-				t.Errorf("%s run %d: round %d, %d latencies, %q", x.Side, i, x.Round, x.Latency.Count, x.Verdict)
+			// Latencies, not their verdict: the p99 is this machine's.
+			if x.Round != i+1 || x.Latency.Count == 0 || x.ProcessedPerSec <= 0 {
+				t.Errorf("%s run %d: round %d, %d latencies, %.0f processed/s", x.Side, i, x.Round, x.Latency.Count, x.ProcessedPerSec)
 			}
 		}
 	}
