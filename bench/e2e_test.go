@@ -152,6 +152,24 @@ func TestBenchEndToEnd(t *testing.T) {
 	if !strings.Contains(progress.String(), "engine 1000/s measure") {
 		t.Errorf("no progress lines:\n%s", progress.String())
 	}
+	// The CPU profile is summarised in the report: in-process, the engine
+	// and nats-server are in the profiled process.
+	cp := rep.Points[0].Runs[0].CPUProfile
+	if cp == nil || cp.File != cpu || cp.Seconds <= 0 {
+		t.Fatalf("cpu profile summary %+v", cp)
+	}
+	comps := map[string]bool{}
+	for _, c := range cp.Components {
+		comps[c.Name] = true
+	}
+	for _, want := range []string{"nats-server", "kairos engine", "Badger"} {
+		if !comps[want] {
+			t.Errorf("no CPU counted to %s: %+v", want, cp.Components)
+		}
+	}
+	if md, err := os.ReadFile(filepath.Join(out, "report.md")); err != nil || !strings.Contains(string(md), "Where the CPU went in the engine run at 1000/s") {
+		t.Errorf("report.md has no CPU profile summary (%v)", err)
+	}
 	// Profiles are gzipped protocol buffers; an execution trace starts
 	// with its header.
 	for f, magic := range map[string]string{cpu: "\x1f\x8b", mem: "\x1f\x8b", trc: "go 1."} {

@@ -226,7 +226,9 @@ type RunResult struct {
 	Disturbed     bool    `json:"disturbed,omitempty"`
 	PeakRSSBytes  int64   `json:"peak_rss_bytes,omitempty"`
 	PublishErrors int64   `json:"publish_errors,omitempty"`
-	Unmatched     int64   `json:"unmatched_offers,omitempty"`
+	// CPUProfile summarises --cpuprofile, on the run it was taken of.
+	CPUProfile *CPUProfile `json:"cpu_profile,omitempty"`
+	Unmatched  int64       `json:"unmatched_offers,omitempty"`
 	// Engine is what the engine's /metrics say about the run, when read
 	// (summed over the instances in cluster mode).
 	Engine *EngineStats `json:"engine,omitempty"`
@@ -373,6 +375,15 @@ func (r *Report) Table(w io.Writer) {
 		}
 		if p.DiskPerCustomer > 0 {
 			parts = append(parts, fmt.Sprintf("disk %.0f B/customer", p.DiskPerCustomer))
+		}
+		for _, x := range p.Runs {
+			if cp := x.CPUProfile; cp != nil {
+				cells := make([]string, 0, 4)
+				for _, c := range cp.Components[:min(4, len(cp.Components))] {
+					cells = append(cells, fmt.Sprintf("%s %.0f%%", c.Name, 100*c.Share))
+				}
+				parts = append(parts, fmt.Sprintf("CPU at %d/s (--cpuprofile): %s", x.TargetRate, strings.Join(cells, ", ")))
+			}
 		}
 		if p.Cluster {
 			parts = append(parts, clusterSummary(&p)...)
@@ -557,6 +568,11 @@ func (r *Report) Markdown(w io.Writer, plots map[int]string) {
 					e.BatchSizeMean, e.BatchMillisMean, cl, e.CommitMillisMean, e.CommitBytesPerEvent, 100*e.CacheHitRatio, x.CPUMicrosPerEvent)
 			}
 		}
+		for _, x := range p.Runs {
+			if x.CPUProfile != nil {
+				cpuProfileMarkdown(w, &x)
+			}
+		}
 		for _, x := range append(append([]RunResult{}, p.BaselineRuns...), p.Runs...) {
 			if len(x.Timeline) == 0 {
 				continue
@@ -584,6 +600,23 @@ func (r *Report) Markdown(w io.Writer, plots map[int]string) {
 			fmt.Fprintf(w, "- %s\n", n)
 		}
 	}
+}
+
+// cpuProfileMarkdown writes where the CPU of the run with --cpuprofile
+// went: by component, and the functions with the most CPU of their own.
+func cpuProfileMarkdown(w io.Writer, x *RunResult) {
+	cp := x.CPUProfile
+	fmt.Fprintf(w, "\nWhere the CPU went in the %s run at %d/s (`--cpuprofile %s`: %.1f s of CPU sampled in %.1f s of measured time, "+
+		"the whole bench process; each sample counted to the innermost frame of a known component):\n\n", x.name(), x.TargetRate, cp.File, cp.Seconds, cp.WallSeconds)
+	fmt.Fprintf(w, "| component | CPU s | share |\n|---|--:|--:|\n")
+	for _, c := range cp.Components {
+		fmt.Fprintf(w, "| %s | %.2f | %.1f%% |\n", c.Name, c.Seconds, 100*c.Share)
+	}
+	fmt.Fprintf(w, "\n<details><summary>the %d functions with the most CPU of their own</summary>\n\n| function | CPU s | share |\n|---|--:|--:|\n", len(cp.Top))
+	for _, c := range cp.Top {
+		fmt.Fprintf(w, "| `%s` | %.2f | %.1f%% |\n", c.Name, c.Seconds, 100*c.Share)
+	}
+	fmt.Fprintf(w, "\n</details>\n")
 }
 
 // rateCell is a run's target rate, with its round under --repeat.

@@ -818,7 +818,13 @@ func (p *pointRun) run(ctx context.Context, d *driver, side string, rate int) (R
 	iu1 := p.instanceUsage(side)
 	b1, _ := ProcUsage(0)
 	busy1, busyOK := machineBusy()
-	stopProfile()
+	if stopProfile() {
+		cp, perr := readCPUProfile(cfg.CPUProfile)
+		if perr != nil {
+			progress(cfg, "cpuprofile: %v", perr)
+		}
+		r.CPUProfile = cp
+	}
 	d.measure(lo, hi, rec)
 	s0 := <-first
 	if err != nil {
@@ -1014,24 +1020,24 @@ func (p *pointRun) usage(side string) (Usage, bool) {
 // startProfile starts the CPU profile and the execution trace at the first
 // engine run's measured phase, in-process mode only; the returned func
 // stops them and writes the heap profile.
-func (p *pointRun) startProfile(side string) func() {
+func (p *pointRun) startProfile(side string) (stop func() (cpu bool)) {
 	if (p.cfg.CPUProfile == "" && p.cfg.Trace == "" && p.cfg.MemProfile == "") || side != "engine" || p.cfg.profiled.Swap(true) {
-		return func() {}
+		return func() bool { return false }
 	}
 	var stops []func()
-	start := func(name, path string, begin func(io.Writer) error, end func(io.Writer)) {
+	start := func(name, path string, begin func(io.Writer) error, end func(io.Writer)) bool {
 		if path == "" {
-			return
+			return false
 		}
 		f, err := os.Create(path)
 		if err != nil {
 			progress(p.cfg, "%s: %v", name, err)
-			return
+			return false
 		}
 		if err := begin(f); err != nil {
 			f.Close()
 			progress(p.cfg, "%s: %v", name, err)
-			return
+			return false
 		}
 		stops = append(stops, func() {
 			end(f)
@@ -1039,8 +1045,9 @@ func (p *pointRun) startProfile(side string) func() {
 				progress(p.cfg, "%s: %v", name, err)
 			}
 		})
+		return true
 	}
-	start("cpuprofile", p.cfg.CPUProfile, pprof.StartCPUProfile, func(io.Writer) { pprof.StopCPUProfile() })
+	cpuStarted := start("cpuprofile", p.cfg.CPUProfile, pprof.StartCPUProfile, func(io.Writer) { pprof.StopCPUProfile() })
 	start("trace", p.cfg.Trace, trace.Start, func(io.Writer) { trace.Stop() })
 	// The heap profile is written at the end: what the run left live (as
 	// of the last collection) and what it allocated.
@@ -1049,10 +1056,11 @@ func (p *pointRun) startProfile(side string) func() {
 			progress(p.cfg, "memprofile: %v", err)
 		}
 	})
-	return func() {
+	return func() bool {
 		for _, stop := range stops {
 			stop()
 		}
+		return cpuStarted
 	}
 }
 

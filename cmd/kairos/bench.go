@@ -56,7 +56,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.Engine.Base, "engine-config", "", "kairos.yaml to start the engine's configuration from")
 	fs.IntVar(&cfg.InFlight, "in-flight", 8192, "publisher's bound on unacknowledged publishes")
 	fs.StringVar(&cfg.Out, "out", "", "write report.json, report.md and latency SVGs to this directory")
-	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "with --engine in-process: CPU profile of the first engine run's measured time")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "with --engine in-process: CPU profile of the first engine run's measured time, summarised by component in the report")
 	fs.StringVar(&cfg.Trace, "trace", "", "with --engine in-process: execution trace (go tool trace) of the first engine run's measured time")
 	fs.StringVar(&cfg.MemProfile, "memprofile", "", "with --engine in-process: heap profile at the end of the first engine run's measured time")
 	fs.StringVar(&cfg.Dir, "dir", "", "working directory for engine data (default a temporary one)")
