@@ -311,14 +311,14 @@ func (c *Config) Validate() error {
 	if c.Sweep != nil && c.Sweep.Dim == "rate" && c.Max {
 		bad("--sweep rate and --max both choose the rate; use one")
 	}
-	if c.CPUProfile != "" && (c.Launcher == nil || c.Launcher.Mode() != "in-process") {
-		bad("--cpuprofile needs --engine in-process (a child engine cannot be profiled from the bench)")
-	}
-	if c.Trace != "" && (c.Launcher == nil || c.Launcher.Mode() != "in-process") {
-		bad("--trace needs --engine in-process (a child engine cannot be traced from the bench)")
-	}
-	if c.MemProfile != "" && (c.Launcher == nil || c.Launcher.Mode() != "in-process") {
-		bad("--memprofile needs --engine in-process (a child engine cannot be profiled from the bench)")
+	for _, f := range []struct{ flag, path string }{{"--cpuprofile", c.CPUProfile}, {"--trace", c.Trace}, {"--memprofile", c.MemProfile}} {
+		switch {
+		case f.path == "":
+		case c.Launcher == nil:
+			bad("%s needs an engine the bench starts (not --nats-url): it profiles the engine's process", f.flag)
+		case c.profilesChild() && (c.Instances > 1 || c.Sweep != nil && c.Sweep.Dim == "instances"):
+			bad("%s with a child engine profiles one engine process: not with --instances or --sweep instances (use --engine in-process)", f.flag)
+		}
 	}
 	if c.Repeat < 1 || c.Repeat > 100 {
 		bad("--repeat must be 1 to 100")
@@ -349,4 +349,11 @@ func (c *Config) Validate() error {
 		bad("--policy must be default or none")
 	}
 	return errors.Join(errs...)
+}
+
+// profilesChild says the profiles (--cpuprofile, --trace, --memprofile)
+// are of a child engine process, read from its /debug/pprof/ (http.pprof,
+// which the bench then turns on), rather than of the bench's own process.
+func (c *Config) profilesChild() bool {
+	return (c.CPUProfile != "" || c.Trace != "" || c.MemProfile != "") && c.Launcher != nil && c.Launcher.Mode() != "in-process"
 }

@@ -191,15 +191,37 @@ func TestBenchChildProcess(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/kairos").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	out := t.TempDir()
+	out, diag := t.TempDir(), t.TempDir()
+	cpu, trc, mem := filepath.Join(diag, "cpu.prof"), filepath.Join(diag, "trace.out"), filepath.Join(diag, "heap.prof")
 	rep, err := bench.Run(t.Context(), bench.Config{
 		Customers: 1000, Rules: 20, Rate: 2000, Duration: 3 * time.Second, Warmup: time.Second,
 		Baseline: true, Launcher: &bench.ChildLauncher{Exe: bin}, Out: out, Dir: t.TempDir(),
+		CPUProfile: cpu, Trace: trc, MemProfile: mem,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkReport(t, rep, out, 2000, true)
+	// The profiles are the engine's, from its /debug/pprof/: its CPU went
+	// to the engine and Badger, none to nats-server, which runs in the
+	// bench's process.
+	cp := rep.Points[0].Runs[0].CPUProfile
+	if cp == nil || cp.Seconds <= 0 || !strings.Contains(cp.Scope, "engine process alone") {
+		t.Fatalf("cpu profile summary %+v", cp)
+	}
+	comps := map[string]bool{}
+	for _, c := range cp.Components {
+		comps[c.Name] = true
+	}
+	if !comps["kairos engine"] || !comps["Badger"] || comps["nats-server"] {
+		t.Errorf("child engine's CPU by component: %+v", cp.Components)
+	}
+	for f, magic := range map[string]string{cpu: "\x1f\x8b", mem: "\x1f\x8b", trc: "go 1."} {
+		b, err := os.ReadFile(f)
+		if err != nil || len(b) < 1000 || !strings.HasPrefix(string(b), magic) {
+			t.Errorf("%s: %d bytes, %q…, %v", filepath.Base(f), len(b), b[:min(len(b), 8)], err)
+		}
+	}
 	// The baseline ran as a process of its own: its CPU was measured.
 	if b := rep.Points[0].BaselineRuns[0]; b.CPUSeconds <= 0 {
 		t.Errorf("baseline process CPU %v", b.CPUSeconds)

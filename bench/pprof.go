@@ -15,9 +15,12 @@ import (
 // CPUProfile summarises the CPU profile of a run (--cpuprofile): where
 // the process's CPU went, by component and by function. In-process, the
 // process is the engine, its embedded nats-server and the load generator
-// together, so the components say which of them used what.
+// together, so the components say which of them used what; with a child
+// engine, it is the engine's process alone.
 type CPUProfile struct {
 	File string `json:"file"`
+	// Scope says which process was profiled.
+	Scope string `json:"scope,omitempty"`
 	// Seconds is the CPU time the profile sampled, over WallSeconds.
 	Seconds     float64 `json:"cpu_seconds"`
 	WallSeconds float64 `json:"wall_seconds"`

@@ -607,7 +607,7 @@ func (r *Report) Markdown(w io.Writer, plots map[int]string) {
 func cpuProfileMarkdown(w io.Writer, x *RunResult) {
 	cp := x.CPUProfile
 	fmt.Fprintf(w, "\nWhere the CPU went in the %s run at %d/s (`--cpuprofile %s`: %.1f s of CPU sampled in %.1f s of measured time, "+
-		"the whole bench process; each sample counted to the innermost frame of a known component):\n\n", x.name(), x.TargetRate, cp.File, cp.Seconds, cp.WallSeconds)
+		"%s; each sample counted to the innermost frame of a known component):\n\n", x.name(), x.TargetRate, cp.File, cp.Seconds, cp.WallSeconds, orDash(cp.Scope))
 	fmt.Fprintf(w, "| component | CPU s | share |\n|---|--:|--:|\n")
 	for _, c := range cp.Components {
 		fmt.Fprintf(w, "| %s | %.2f | %.1f%% |\n", c.Name, c.Seconds, 100*c.Share)

@@ -170,14 +170,25 @@ func TestPlan(t *testing.T) {
 	if err := cfg.Validate(); err == nil {
 		t.Fatal("--max with a rate sweep accepted")
 	}
-	// The profiles and the trace are of the bench's own process.
+	// The profiles are of one engine process: a child engine's (through
+	// its /debug/pprof/), or the bench's own in-process; never of an
+	// engine the bench did not start, nor of several child engines.
 	cfg = Config{Launcher: &ChildLauncher{}, CPUProfile: "c", Trace: "t", MemProfile: "m"}
 	cfg.Defaults()
+	if err := cfg.Validate(); err != nil || !cfg.profilesChild() {
+		t.Errorf("profiles of a child engine: %v", err)
+	}
+	cfg.Instances = 2
 	err := cfg.Validate()
 	for _, flag := range []string{"--cpuprofile", "--trace", "--memprofile"} {
-		if err == nil || !strings.Contains(err.Error(), flag+" needs --engine in-process") {
-			t.Errorf("%s with a child engine: %v", flag, err)
+		if err == nil || !strings.Contains(err.Error(), flag+" with a child engine profiles one engine process") {
+			t.Errorf("%s with two child engines: %v", flag, err)
 		}
+	}
+	cfg = Config{NATSURL: "nats://127.0.0.1:1", CPUProfile: "c"}
+	cfg.Defaults()
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--cpuprofile needs an engine the bench starts") {
+		t.Errorf("--cpuprofile with --nats-url: %v", err)
 	}
 	// Rounds: 1 to 100, and not with a search.
 	for _, c := range []Config{{Launcher: &ChildLauncher{}, Repeat: 101}, {Launcher: &ChildLauncher{}, Repeat: 2, Max: true}} {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -110,6 +111,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	cfg.profiled = new(atomic.Bool)
+	if cfg.profilesChild() {
+		cfg.Engine.Pprof = true
+	}
 	if cfg.Progress != nil {
 		// The sampler and the run both write progress lines.
 		cfg.Progress = &lockedWriter{w: cfg.Progress}
@@ -822,6 +826,10 @@ func (p *pointRun) run(ctx context.Context, d *driver, side string, rate int) (R
 		cp, perr := readCPUProfile(cfg.CPUProfile)
 		if perr != nil {
 			progress(cfg, "cpuprofile: %v", perr)
+		} else if cfg.profilesChild() {
+			cp.Scope = "the engine process alone (kairos run, from its /debug/pprof/profile)"
+		} else {
+			cp.Scope = "the whole bench process: the engine, its embedded nats-server, the load generator and the offers consumer"
 		}
 		r.CPUProfile = cp
 	}
@@ -1018,11 +1026,16 @@ func (p *pointRun) usage(side string) (Usage, bool) {
 }
 
 // startProfile starts the CPU profile and the execution trace at the first
-// engine run's measured phase, in-process mode only; the returned func
-// stops them and writes the heap profile.
+// engine run's measured phase; the returned func stops them, writes the
+// heap profile and tells whether the CPU profile was written. In-process,
+// they are of the bench's own process; with a child engine, of the
+// engine's, through its /debug/pprof/.
 func (p *pointRun) startProfile(side string) (stop func() (cpu bool)) {
 	if (p.cfg.CPUProfile == "" && p.cfg.Trace == "" && p.cfg.MemProfile == "") || side != "engine" || p.cfg.profiled.Swap(true) {
 		return func() bool { return false }
+	}
+	if p.cfg.profilesChild() {
+		return p.fetchProfiles()
 	}
 	var stops []func()
 	start := func(name, path string, begin func(io.Writer) error, end func(io.Writer)) bool {
@@ -1102,6 +1115,61 @@ func (p *pointRun) waitOffers(ctx context.Context, d *driver) {
 		case <-t.C:
 		}
 	}
+}
+
+// fetchProfiles takes the profiles of a child engine from its
+// /debug/pprof/: the CPU profile and the trace over the measured time
+// (whole seconds, from now), the heap profile when stopped.
+func (p *pointRun) fetchProfiles() func() bool {
+	base := strings.TrimSuffix(p.target.MetricsURL(), "/metrics") + "/debug/pprof/"
+	secs := strconv.Itoa(max(1, int(math.Round(p.cfg.Duration.Seconds()))))
+	client := &http.Client{Timeout: p.cfg.Duration + time.Minute}
+	fetch := func(name, path, url string) bool {
+		err := fetchTo(client, url, path)
+		if err != nil {
+			progress(p.cfg, "%s: %v", name, err)
+		}
+		return err == nil
+	}
+	var wg sync.WaitGroup
+	var cpuOK bool
+	if p.cfg.CPUProfile != "" {
+		wg.Go(func() { cpuOK = fetch("cpuprofile", p.cfg.CPUProfile, base+"profile?seconds="+secs) })
+	}
+	if p.cfg.Trace != "" {
+		wg.Go(func() { fetch("trace", p.cfg.Trace, base+"trace?seconds="+secs) })
+	}
+	return func() bool {
+		wg.Wait()
+		if p.cfg.MemProfile != "" {
+			fetch("memprofile", p.cfg.MemProfile, base+"heap")
+		}
+		return cpuOK
+	}
+}
+
+// fetchTo writes the body of a GET of url to the file path; an answer
+// other than 200 is an error with its first line.
+func fetchTo(client *http.Client, url, path string) error {
+	resp, err := client.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+		line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+		return fmt.Errorf("%s: %s: %s", url, resp.Status, line)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", url, err)
+	}
+	return f.Close()
 }
 
 // ratio compares the engine with the baseline of the same point.

@@ -82,6 +82,9 @@ type EngineOptions struct {
 	// CacheCustomers sets state.cache_customers (0 keeps the engine's
 	// default, 100,000).
 	CacheCustomers int
+	// Pprof sets http.pprof, for the profiles of a child engine (Run sets
+	// it with --cpuprofile, --trace or --memprofile).
+	Pprof bool
 }
 
 // clusterSettings are the cluster section of an instance's kairos.yaml.
@@ -124,6 +127,9 @@ func writeEngineConfig(path string, o EngineOptions, rulesDir, dataDir, natsURL,
 		n["listen"] = "127.0.0.1:0"
 	}
 	section("http")["listen"] = httpAddr
+	if o.Pprof {
+		section("http")["pprof"] = true
+	}
 	section("log")["level"] = "warn"
 	switch o.Policy {
 	case "", "default":
