@@ -257,3 +257,24 @@ func TestRatioRounds(t *testing.T) {
 		t.Error("median of an even count is not the mean of the middle two")
 	}
 }
+
+// TestNotes: the notes say where the baseline ran, and point a report
+// with a missed target and no profile to --cpuprofile.
+func TestNotes(t *testing.T) {
+	r := sampleReport() // child mode, with the baseline, targets missed
+	text := strings.Join(notes(r), "\n")
+	for _, want := range []string{"The baseline consumer runs as a process of its own", "run the same command with --cpuprofile FILE"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("notes lack %q:\n%s", want, text)
+		}
+	}
+	r.Points[0].Runs[0].CPUProfile = &CPUProfile{Seconds: 1}
+	if text := strings.Join(notes(r), "\n"); strings.Contains(text, "--cpuprofile") {
+		t.Errorf("a profiled report is pointed to --cpuprofile:\n%s", text)
+	}
+	r.Setup.Mode = "external"
+	r.Points[0].Runs[0].CPUProfile = nil
+	if text := strings.Join(notes(r), "\n"); strings.Contains(text, "--cpuprofile") {
+		t.Errorf("an engine the bench did not start cannot be profiled:\n%s", text)
+	}
+}

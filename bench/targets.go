@@ -314,7 +314,10 @@ func notes(r *Report) []string {
 	case r.Setup.Mode == "in-process":
 		n = append(n, "In-process mode: the engine, its embedded nats-server, the load generator and the offers consumer share one process; CPU and RSS figures count all of them.")
 	}
-	if r.Setup.Baseline {
+	switch {
+	case r.Setup.Baseline && r.Setup.Mode == "child":
+		n = append(n, "The baseline consumer runs as a process of its own (kairos bench --baseline-consumer), as the engine does, on the same nats-server while the engine idles: its latency and throughput are the transport limit of this setup.")
+	case r.Setup.Baseline:
 		n = append(n, "The baseline consumer runs in the bench process (its own NATS connection) on the same nats-server, while the engine idles: its latency and throughput are the transport limit of this setup.")
 	}
 	if r.Machine.LoadStart > float64(r.Machine.CPUs)/2 {
@@ -325,13 +328,21 @@ func notes(r *Report) []string {
 		for _, runs := range [][]RunResult{p.BaselineRuns, p.Runs} {
 			for _, x := range runs {
 				if x.Seconds > 0 && x.OtherCPUSeconds > 0.2*x.Seconds*float64(r.Machine.CPUs) {
-					disturbed = append(disturbed, fmt.Sprintf("%s %s at %d/s (%.0f%% of the machine)", p.Label, x.Side, x.TargetRate, 100*x.OtherCPUSeconds/(x.Seconds*float64(r.Machine.CPUs))))
+					disturbed = append(disturbed, fmt.Sprintf("%s %s at %d/s (%.0f%% of the machine)", p.Label, x.name(), x.TargetRate, 100*x.OtherCPUSeconds/(x.Seconds*float64(r.Machine.CPUs))))
 				}
 			}
 		}
 	}
 	if len(disturbed) > 0 {
 		n = append(n, "Other processes used more than a fifth of the machine's CPU during: "+join(disturbed)+". Those figures say as much about the machine as about Kairos.")
+	}
+	missed := slices.ContainsFunc(r.Targets, func(c Check) bool { return c.Status == Missed })
+	profiled := slices.ContainsFunc(r.Points, func(p Point) bool {
+		return slices.ContainsFunc(p.Runs, func(x RunResult) bool { return x.CPUProfile != nil })
+	})
+	profilable := r.Setup.Mode == "in-process" || r.Setup.Mode == "child" && r.Setup.Cluster == ""
+	if missed && !profiled && profilable {
+		n = append(n, "Where the time goes: run the same command with --cpuprofile FILE for the engine's CPU by component and by function in this report (docs/bench.md, where the time goes).")
 	}
 	if r.Machine.CPUs <= 4 {
 		n = append(n, fmt.Sprintf("All processes share %d CPUs: the engine, nats-server and the load generator compete for them, as they would not in production.", r.Machine.CPUs))
