@@ -253,6 +253,16 @@ func TestRatioRounds(t *testing.T) {
 			t.Errorf("median 2.4×: %s, %s", c.Status, c.Measured)
 		}
 	}
+	// A fixed-rate p99 target must hold in every round, and says which
+	// round missed it.
+	a, b := run("engine", 5000, 1, 1.5, true), run("engine", 5000, 1, 3, true)
+	a.Round, b.Round = 1, 2
+	rep.Points[0].Runs = append(rep.Points[0].Runs, a, b)
+	for _, c := range checkTargets(rep) {
+		if c.Target == "p99 ≤ 2 ms at 5k events/s" && (c.Status != Missed || !strings.Contains(c.Measured, "round 2: p99 3.00 ms")) {
+			t.Errorf("5,000 events/s target over two rounds: %s, %s", c.Status, c.Measured)
+		}
+	}
 	if median([]float64{3, 1, 2, 10}, func(f float64) float64 { return f }) != 2.5 {
 		t.Error("median of an even count is not the mean of the middle two")
 	}

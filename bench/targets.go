@@ -91,7 +91,11 @@ func checkTargets(r *Report) []Check {
 			if x.QuietSeconds > 0 && x.QuietLatency.Count > 0 {
 				q = fmt.Sprintf("; %s ms over the %d s the rest of the machine was quiet", ms(x.QuietLatency.P99), x.QuietSeconds)
 			}
-			parts = append(parts, fmt.Sprintf("p99 %s ms (%s%s)", ms(x.Latency.P99), x.Verdict, q))
+			round := ""
+			if x.Round > 0 {
+				round = fmt.Sprintf("round %d: ", x.Round)
+			}
+			parts = append(parts, fmt.Sprintf("%sp99 %s ms (%s%s)", round, ms(x.Latency.P99), x.Verdict, q))
 		}
 		if len(runs) > 0 {
 			m = join(parts)
