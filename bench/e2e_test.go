@@ -193,9 +193,16 @@ func TestBenchChildProcess(t *testing.T) {
 	}
 	out, diag := t.TempDir(), t.TempDir()
 	cpu, trc, mem := filepath.Join(diag, "cpu.prof"), filepath.Join(diag, "trace.out"), filepath.Join(diag, "heap.prof")
+	// An engine behind a token, as in production: /debug/pprof/ is an
+	// admin path, and the bench must send the token from the config.
+	base := filepath.Join(diag, "kairos.yaml")
+	if err := os.WriteFile(base, []byte("http:\n  token: bench-e2e-token-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	rep, err := bench.Run(t.Context(), bench.Config{
 		Customers: 1000, Rules: 20, Rate: 2000, Duration: 3 * time.Second, Warmup: time.Second,
 		Baseline: true, Launcher: &bench.ChildLauncher{Exe: bin}, Out: out, Dir: t.TempDir(),
+		Engine:     bench.EngineOptions{Base: base},
 		CPUProfile: cpu, Trace: trc, MemProfile: mem,
 	})
 	if err != nil {

@@ -64,3 +64,29 @@ func TestStateCompression(t *testing.T) {
 		t.Errorf("state.compression from --engine-config: %q, want none", got)
 	}
 }
+
+// TestHTTPToken reads the engine's bearer token as the engine does:
+// http.token, or http.token_file relative to the engine's directory.
+func TestHTTPToken(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "kairos.yaml")
+	for _, c := range []struct{ yaml, want string }{
+		{"http:\n  listen: 127.0.0.1:1\n", ""},
+		{"http:\n  token: abcdefghijklmnop\n", "abcdefghijklmnop"},
+		{"http:\n  token_file: tok\n", "from-the-file-0123"},
+	} {
+		if err := os.WriteFile(filepath.Join(dir, "tok"), []byte("from-the-file-0123\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(cfg, []byte(c.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := httpToken(cfg, dir); err != nil || got != c.want {
+			t.Errorf("%q: %q, %v; want %q", c.yaml, got, err, c.want)
+		}
+	}
+	os.WriteFile(cfg, []byte("http:\n  token_file: missing\n"), 0o600)
+	if _, err := httpToken(cfg, dir); err == nil {
+		t.Error("a missing token file was not an error")
+	}
+}

@@ -1124,8 +1124,14 @@ func (p *pointRun) fetchProfiles() func() bool {
 	base := strings.TrimSuffix(p.target.MetricsURL(), "/metrics") + "/debug/pprof/"
 	secs := strconv.Itoa(max(1, int(math.Round(p.cfg.Duration.Seconds()))))
 	client := &http.Client{Timeout: p.cfg.Duration + time.Minute}
+	// /debug/pprof/ is an admin path: behind the engine's token, if its
+	// configuration (--engine-config) sets one.
+	token, terr := httpToken(filepath.Join(p.dir, "kairos.yaml"), p.dir)
 	fetch := func(name, path, url string) bool {
-		err := fetchTo(client, url, path)
+		err := terr
+		if err == nil {
+			err = fetchTo(client, url, token, path)
+		}
 		if err != nil {
 			progress(p.cfg, "%s: %v", name, err)
 		}
@@ -1148,10 +1154,49 @@ func (p *pointRun) fetchProfiles() func() bool {
 	}
 }
 
-// fetchTo writes the body of a GET of url to the file path; an answer
-// other than 200 is an error with its first line.
-func fetchTo(client *http.Client, url, path string) error {
-	resp, err := client.Get(url)
+// httpToken is the bearer token of the engine configuration at path
+// (http.token, or the content of http.token_file, relative to dir as the
+// engine, started in dir, reads it), "" when it sets none.
+func httpToken(path, dir string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	var c struct {
+		HTTP struct {
+			Token     string `yaml:"token"`
+			TokenFile string `yaml:"token_file"`
+		} `yaml:"http"`
+	}
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	if c.HTTP.TokenFile == "" {
+		return c.HTTP.Token, nil
+	}
+	f := c.HTTP.TokenFile
+	if !filepath.IsAbs(f) {
+		f = filepath.Join(dir, f)
+	}
+	tok, err := os.ReadFile(f)
+	if err != nil {
+		return "", fmt.Errorf("http.token_file: %w", err)
+	}
+	return strings.TrimSpace(string(tok)), nil
+}
+
+// fetchTo writes the body of a GET of url, with the bearer token when not
+// empty, to the file path; an answer other than 200 is an error with its
+// first line.
+func fetchTo(client *http.Client, url, token, path string) error {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
