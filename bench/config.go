@@ -89,9 +89,9 @@ type Config struct {
 
 	// Output.
 	Out        string    // directory for report.json, report.md and the plots; "" writes none
-	CPUProfile string    // in-process mode: CPU profile of the first engine run's measured phase
-	Trace      string    // in-process mode: execution trace of the same phase
-	MemProfile string    // in-process mode: heap profile at the end of the same phase
+	CPUProfile string    // CPU profile of the first engine run's measured phase: of a child engine, or in-process of the bench's process
+	Trace      string    // execution trace of the same phase and process
+	MemProfile string    // heap profile of the same process at the end of the same phase
 	Progress   io.Writer // progress lines; nil is none
 	Logger     *slog.Logger
 	// Dir is where points keep their engine data (default a temporary

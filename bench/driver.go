@@ -130,10 +130,11 @@ func (d *driver) onOffer(m jetstream.Msg) {
 	}
 	d.offers.Add(1)
 	d.fingerprint.Add(offerHash(seq, rule))
+	// Under the lock, so that a run's latency count and its offer count
+	// are read together (recorded).
 	d.mu.Lock()
-	lo, hi, rec := d.lo, d.hi, d.rec
-	d.mu.Unlock()
-	if rec == nil || seq < lo || (hi != 0 && seq >= hi) {
+	defer d.mu.Unlock()
+	if d.rec == nil || seq < d.lo || (d.hi != 0 && seq >= d.hi) {
 		return
 	}
 	at := d.sched[seq&(1<<ringBits-1)].Load()
@@ -141,8 +142,16 @@ func (d *driver) onOffer(m jetstream.Msg) {
 		d.other.Add(1)
 		return
 	}
-	rec.Record(time.Duration(now - at))
+	d.rec.Record(time.Duration(now - at))
 	d.measured.Add(1)
+}
+
+// recorded returns rec's latencies and the offers recorded so far, read
+// together: an offer being recorded meanwhile is in both or in neither.
+func (d *driver) recorded(rec *Recorder) (Percentiles, int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return rec.Total(), d.measured.Load()
 }
 
 // measure sets the window of sequence numbers whose offers rec records.

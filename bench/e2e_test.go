@@ -210,17 +210,18 @@ func TestBenchChildProcess(t *testing.T) {
 	}
 	checkReport(t, rep, out, 2000, true)
 	// The profiles are the engine's, from its /debug/pprof/: its CPU went
-	// to the engine and Badger, none to nats-server, which runs in the
-	// bench's process.
+	// to the engine and Badger, hardly any to nats-server, which runs in
+	// the bench's process (its package's background goroutines exist in
+	// every process that links it; in-process nats-server takes a third).
 	cp := rep.Points[0].Runs[0].CPUProfile
 	if cp == nil || cp.Seconds <= 0 || !strings.Contains(cp.Scope, "engine process alone") {
 		t.Fatalf("cpu profile summary %+v", cp)
 	}
-	comps := map[string]bool{}
+	comps := map[string]float64{}
 	for _, c := range cp.Components {
-		comps[c.Name] = true
+		comps[c.Name] = c.Share
 	}
-	if !comps["kairos engine"] || !comps["Badger"] || comps["nats-server"] {
+	if comps["kairos engine"] == 0 || comps["Badger"] == 0 || comps["nats-server"] > 0.05 {
 		t.Errorf("child engine's CPU by component: %+v", cp.Components)
 	}
 	for f, magic := range map[string]string{cpu: "\x1f\x8b", mem: "\x1f\x8b", trc: "go 1."} {

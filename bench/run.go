@@ -888,7 +888,8 @@ func (p *pointRun) run(ctx context.Context, d *driver, side string, rate int) (R
 	if p.cluster != nil && side == "engine" {
 		r.Instances = instanceRuns(p.cluster, s0.iu, iu1, m0, m1)
 	}
-	r.Latency = rec.Total()
+	var measured int64
+	r.Latency, measured = d.recorded(rec)
 	r.SendLate = late.Total()
 	stopSampler()
 	<-samplerDone
@@ -896,7 +897,7 @@ func (p *pointRun) run(ctx context.Context, d *driver, side string, rate int) (R
 	if r.QuietSeconds > 0 {
 		r.QuietLatency = quiet.Total()
 	}
-	r.Offers = d.measured.Load() - meas0
+	r.Offers = measured - meas0
 	r.OffersPerSec = float64(r.Offers) / secs
 	r.PublishErrors = d.pubErrors.Load() - pubErr0
 	r.Unmatched = d.other.Load() - other0

@@ -74,7 +74,10 @@ func TestBenchInstances(t *testing.T) {
 	if len(r.Instances) != 2 || r.Instances[0].Events == 0 || r.Instances[1].Events == 0 {
 		t.Errorf("instances of the run %+v", r.Instances)
 	}
-	if r.Engine == nil || r.Engine.Events < float64(r.Sent) {
+	// The /metrics at the start of the measured time are read beside the
+	// publisher, a little after it starts (more so under -race), so the
+	// events counted from then may fall a few short of those sent.
+	if r.Engine == nil || r.Engine.Events < 0.95*float64(r.Sent) {
 		t.Errorf("engine stats summed over the instances %+v, %d sent", r.Engine, r.Sent)
 	}
 	if p.DiskBytes <= 0 || p.PerInstance[0].DiskBytes <= 0 || p.PerInstance[1].DiskBytes <= 0 || p.ChangelogBytes <= 0 {
