@@ -17,7 +17,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/kairos-engine/kairos/connectors"
 	"github.com/kairos-engine/kairos/rules"
@@ -144,7 +143,7 @@ func New(opts Options) (*Engine, error) {
 	reg := opts.Registry
 	if reg == nil {
 		reg = prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg.MustRegister(RuntimeCollectors()...)
 	}
 	now := opts.Now
 	if now == nil {

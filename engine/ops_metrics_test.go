@@ -60,6 +60,13 @@ func TestMetricsScrapePassesPromtool(t *testing.T) {
 		`kairos_engine_collect_errors_total{source="consumer"}`:                                 func(v float64) bool { return v == 0 },
 		`go_goroutines `:                 func(v float64) bool { return v > 0 },
 		`process_resident_memory_bytes `: func(v float64) bool { return v > 0 },
+		// The collector's CPU accounting (RuntimeCollectors), which kairos
+		// bench reads.
+		`go_gc_cycles_total_gc_cycles_total `:                       func(v float64) bool { return v > 0 },
+		`go_cpu_classes_gc_total_cpu_seconds_total `:                func(v float64) bool { return v > 0 },
+		`go_cpu_classes_gc_mark_assist_cpu_seconds_total `:          func(v float64) bool { return v >= 0 },
+		`go_cpu_classes_user_cpu_seconds_total `:                    func(v float64) bool { return v > 0 },
+		`go_cpu_classes_scavenge_total_cpu_seconds_total `:          func(v float64) bool { return v >= 0 },
 		`kairos_http_requests_total{code="200",handler="/metrics"}`: func(v float64) bool { return v >= 1 },
 	}
 	// The HTTP counter sees this scrape only at the next one.
