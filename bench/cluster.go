@@ -64,6 +64,7 @@ func (c *clusterTarget) Usage() (Usage, bool) {
 		sum.CPUSeconds += u.CPUSeconds
 		sum.RSSBytes += u.RSSBytes
 		sum.PeakRSSBytes += u.PeakRSSBytes
+		sum.PageFaults += u.PageFaults
 	}
 	return sum, true
 }

@@ -106,6 +106,11 @@ func checkReport(t *testing.T, rep *bench.Report, out string, rate int, baseline
 	if e := r.Engine; e == nil || e.Events <= 0 || e.MatchesPerEvent <= 0 || e.BatchSizeMean <= 0 || e.BatchMillisMean <= 0 || e.CommitMillisMean <= 0 {
 		t.Errorf("engine stats from /metrics: %+v", e)
 	}
+	// The engine, nats-server and the generator allocate megabytes a
+	// second: there are collections in any run.
+	if e := r.Engine; e != nil && (e.GCCycles <= 0 || e.GCShare <= 0 || e.GCShare >= 1 || e.AssistShare < 0 || e.AssistShare > 1) {
+		t.Errorf("the collector from /metrics: %+v", e)
+	}
 	if p.DiskBytes <= 0 || p.CustomersWithState < 1000 || p.DiskPerCustomer <= 0 || p.PeakRSSBytes <= 0 {
 		t.Errorf("disk %d for %d customers (%.0f B each), peak RSS %d", p.DiskBytes, p.CustomersWithState, p.DiskPerCustomer, p.PeakRSSBytes)
 	}

@@ -34,6 +34,17 @@ type EngineStats struct {
 	// CacheHitRatio is the share of customer loads the engine's state
 	// cache answered without reading Badger (state.cache_customers).
 	CacheHitRatio float64 `json:"cache_hit_ratio"`
+	// GCCycles counts the engine's garbage collections. GCShare is the
+	// collector's share of the engine's busy CPU by the Go runtime's own
+	// accounting (collector, user code and scavenger; system calls and
+	// page faults are in none), and AssistShare the share of the
+	// collector's CPU that goroutines spent in assists: marking they had to
+	// do before they could allocate, the batch loop and Badger's writer
+	// among them. Zero when the engine does not export them (before
+	// engine.RuntimeCollectors).
+	GCCycles    float64 `json:"gc_cycles,omitempty"`
+	GCShare     float64 `json:"gc_share,omitempty"`
+	AssistShare float64 `json:"gc_assist_share,omitempty"`
 }
 
 // metricsSnapshot is the sum of each metric's samples by name, and by
@@ -61,7 +72,7 @@ func scrapeMetrics(ctx context.Context, url string) (metricsSnapshot, error) {
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if line == "" || line[0] == '#' || !strings.HasPrefix(line, "kairos_") {
+		if line == "" || line[0] == '#' || !scraped(line) {
 			continue
 		}
 		i := strings.LastIndexByte(line, ' ')
@@ -89,6 +100,21 @@ func scrapeMetrics(ctx context.Context, url string) (metricsSnapshot, error) {
 	return m, sc.Err()
 }
 
+// scraped tells whether scrapeMetrics keeps a sample line: kairos's own
+// metrics and the Go runtime's CPU accounting.
+func scraped(line string) bool {
+	return strings.HasPrefix(line, "kairos_") || strings.HasPrefix(line, "go_cpu_classes_") || strings.HasPrefix(line, "go_gc_cycles_total_")
+}
+
+// The runtime/metrics that engineStats reads, as client_golang names them.
+const (
+	metricGCCycles = "go_gc_cycles_total_gc_cycles_total"
+	metricGCCPU    = "go_cpu_classes_gc_total_cpu_seconds_total"
+	metricAssist   = "go_cpu_classes_gc_mark_assist_cpu_seconds_total"
+	metricUserCPU  = "go_cpu_classes_user_cpu_seconds_total"
+	metricScavenge = "go_cpu_classes_scavenge_total_cpu_seconds_total"
+)
+
 // engineStats computes the stats of the interval between two snapshots.
 func engineStats(a, b metricsSnapshot) *EngineStats {
 	if a == nil || b == nil {
@@ -115,6 +141,11 @@ func engineStats(a, b metricsSnapshot) *EngineStats {
 	}
 	if n := d("kairos_cluster_changelog_commit_seconds_count"); n > 0 {
 		s.ChangelogMillisMean = 1000 * d("kairos_cluster_changelog_commit_seconds_sum") / n
+	}
+	s.GCCycles = d(metricGCCycles)
+	if gc, busy := d(metricGCCPU), d(metricGCCPU)+d(metricUserCPU)+d(metricScavenge); gc > 0 && busy > 0 {
+		s.GCShare = gc / busy
+		s.AssistShare = d(metricAssist) / gc
 	}
 	return s
 }

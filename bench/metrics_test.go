@@ -15,6 +15,16 @@ func TestEngineStats(t *testing.T) {
 		s.BatchSizeMean != 100 || s.BatchMillisMean != 50 || s.CommitBytesPerEvent != 1000 || s.CacheHitRatio != 0.75 {
 		t.Errorf("stats %+v", s)
 	}
+	if s.GCCycles != 0 || s.GCShare != 0 || s.AssistShare != 0 {
+		t.Errorf("collector stats without the runtime's metrics: %+v", s)
+	}
+	// The collector's accounting: 3 collections, 0.5 s of its CPU (0.1 s
+	// of it assists) against 4 s of user code and 0.5 s of scavenging.
+	b[metricGCCycles], b[metricGCCPU], b[metricAssist], b[metricUserCPU], b[metricScavenge] = 3, 0.5, 0.1, 4, 0.5
+	a[metricUserCPU] = 1
+	if s := engineStats(a, b); s.GCCycles != 3 || s.GCShare != 0.125 || s.AssistShare != 0.2 {
+		t.Errorf("collector stats %+v, want 3 cycles, share 0.125, assists 0.2", s)
+	}
 	if engineStats(a, a) != nil {
 		t.Error("stats of an interval without events")
 	}

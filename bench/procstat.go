@@ -22,6 +22,9 @@ type Usage struct {
 	RSSBytes int64 `json:"rss_bytes"`
 	// PeakRSSBytes is the largest resident set size so far (VmHWM).
 	PeakRSSBytes int64 `json:"peak_rss_bytes"`
+	// PageFaults counts the page faults so far, minor and major: each first
+	// touch of a page the process had not used, or had given back.
+	PageFaults int64 `json:"page_faults"`
 }
 
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat times. It is 100 on
@@ -50,16 +53,20 @@ func ProcUsage(pid int) (Usage, error) {
 		return u, fmt.Errorf("%s/stat: unexpected format", dir)
 	}
 	f := strings.Fields(string(stat[i+1:]))
-	// After ')' come field 3 (state) onwards; utime is field 14, stime 15.
+	// After ')' come field 3 (state) onwards; minflt is field 10, majflt
+	// 12, utime 14, stime 15.
 	if len(f) < 13 {
 		return u, fmt.Errorf("%s/stat: too few fields", dir)
 	}
 	ut, err1 := strconv.ParseInt(f[11], 10, 64)
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
+	minflt, err3 := strconv.ParseInt(f[7], 10, 64)
+	majflt, err4 := strconv.ParseInt(f[9], 10, 64)
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		return u, fmt.Errorf("%s/stat: %w", dir, err)
 	}
 	u.CPUSeconds = float64(ut+st) / clockTicks
+	u.PageFaults = minflt + majflt
 	status, err := os.Open(dir + "/status")
 	if err != nil {
 		return u, err

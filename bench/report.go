@@ -211,6 +211,11 @@ type RunResult struct {
 	// same time.
 	CPUSeconds        float64 `json:"cpu_seconds,omitempty"`
 	CPUMicrosPerEvent float64 `json:"cpu_us_per_event,omitempty"`
+	// PageFaults counts the engine's page faults during the measured time
+	// (same scope). A fault costs microseconds of system time, more in a
+	// virtual machine: the engine pays them when its heap grows and when
+	// Badger takes fresh memory for a memtable or a table builder.
+	PageFaults int64 `json:"page_faults,omitempty"`
 	// BenchCPUSeconds is the bench process's CPU time during the measured
 	// time: the load generator and offers consumer, and in child mode the
 	// nats-server, in baseline runs the baseline consumer too.
@@ -558,15 +563,16 @@ func (r *Report) Markdown(w io.Writer, plots map[int]string) {
 				clHead, clSep = " changelog ms |", "--:|"
 			}
 			fmt.Fprintf(w, "):\n\n")
-			fmt.Fprintf(w, "| target/s | rule matches/event | offers emitted/event | suppressed/event | batch size | batch ms |%s commit ms | commit bytes/event | cache hits | CPU µs/event |\n|--:|--:|--:|--:|--:|--:|%s--:|--:|--:|--:|\n", clHead, clSep)
+			fmt.Fprintf(w, "| target/s | rule matches/event | offers emitted/event | suppressed/event | batch size | batch ms |%s commit ms | commit bytes/event | cache hits | CPU µs/event | collections | collector's CPU (assists) | page faults/s |\n|--:|--:|--:|--:|--:|--:|%s--:|--:|--:|--:|--:|--:|--:|\n", clHead, clSep)
 			for _, x := range internals {
 				e := x.Engine
 				if p.Cluster {
 					cl = fmt.Sprintf(" %.1f |", e.ChangelogMillisMean)
 				}
-				fmt.Fprintf(w, "| %s | %.2f | %.3f | %.3f | %.0f | %.1f |%s %.1f | %.0f | %.0f%% | %.0f |\n", rateCell(&x), e.MatchesPerEvent, e.EmittedPerEvent, e.SuppressedPerEvent,
-					e.BatchSizeMean, e.BatchMillisMean, cl, e.CommitMillisMean, e.CommitBytesPerEvent, 100*e.CacheHitRatio, x.CPUMicrosPerEvent)
+				fmt.Fprintf(w, "| %s | %.2f | %.3f | %.3f | %.0f | %.1f |%s %.1f | %.0f | %.0f%% | %.0f | %s |\n", rateCell(&x), e.MatchesPerEvent, e.EmittedPerEvent, e.SuppressedPerEvent,
+					e.BatchSizeMean, e.BatchMillisMean, cl, e.CommitMillisMean, e.CommitBytesPerEvent, 100*e.CacheHitRatio, x.CPUMicrosPerEvent, runtimeCells(&x))
 			}
+			fmt.Fprintf(w, "\nThe collector's CPU is its share of the engine's busy CPU by the Go runtime's own accounting, assists the share of that which goroutines spent marking before they could allocate (the stalls of a collection). Page faults are the engine process's over the measured time, from /proc.\n")
 		}
 		for _, x := range p.Runs {
 			if x.CPUProfile != nil {
@@ -600,6 +606,20 @@ func (r *Report) Markdown(w io.Writer, plots map[int]string) {
 			fmt.Fprintf(w, "- %s\n", n)
 		}
 	}
+}
+
+// runtimeCells gives the collections, the collector's CPU and the page
+// faults of a run's engine; "—" for what was not measured.
+func runtimeCells(x *RunResult) string {
+	gc, share, faults := "—", "—", "—"
+	if e := x.Engine; e != nil && e.GCShare > 0 {
+		gc = fmt.Sprintf("%.0f", e.GCCycles)
+		share = fmt.Sprintf("%.1f%% (%.0f%%)", 100*e.GCShare, 100*e.AssistShare)
+	}
+	if x.PageFaults > 0 && x.Seconds > 0 {
+		faults = fmt.Sprintf("%.0f", float64(x.PageFaults)/x.Seconds)
+	}
+	return gc + " | " + share + " | " + faults
 }
 
 // cpuProfileMarkdown writes where the CPU of the run with --cpuprofile

@@ -854,6 +854,7 @@ func (p *pointRun) run(ctx context.Context, d *driver, side string, rate int) (R
 			r.CPUMicrosPerEvent = r.CPUSeconds / float64(n) * 1e6
 		}
 		r.PeakRSSBytes = u1.PeakRSSBytes
+		r.PageFaults = u1.PageFaults - u0.PageFaults
 	}
 	r.BenchCPUSeconds = b1.CPUSeconds - b0.CPUSeconds
 	if busyOK && s0.busy > 0 {
