@@ -288,3 +288,26 @@ func TestNotes(t *testing.T) {
 		t.Errorf("an engine the bench did not start cannot be profiled:\n%s", text)
 	}
 }
+
+// TestMakeOutputDirs: the directories of --out and of the profiles are
+// made before the run, and one that cannot be made fails it.
+func TestMakeOutputDirs(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{Out: filepath.Join(dir, "out"), Trace: filepath.Join(dir, "a", "b", "trace.out"), CPUProfile: filepath.Join(dir, "cpu.prof")}
+	if err := makeOutputDirs(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"out", "a/b"} {
+		if ents, err := os.ReadDir(filepath.Join(dir, d)); err != nil || len(ents) != 0 {
+			t.Errorf("%s: %v, %d entries left", d, err, len(ents))
+		}
+	}
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg = Config{MemProfile: filepath.Join(file, "mem.prof")}
+	if err := makeOutputDirs(&cfg); err == nil {
+		t.Error("a profile under a file was accepted")
+	}
+}

@@ -110,6 +110,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := makeOutputDirs(&cfg); err != nil {
+		return nil, err
+	}
 	cfg.profiled = new(atomic.Bool)
 	if cfg.profilesChild() {
 		cfg.Engine.Pprof = true
@@ -254,6 +257,34 @@ type pointRun struct {
 	cluster *clusterTarget
 	// round is the round being run with --repeat (from 1), 0 without.
 	round int
+}
+
+// makeOutputDirs makes the directories of --out and of the profiles, and
+// checks that files can be made in them. Those are written after the
+// measured time, so a path that cannot be written must fail the start,
+// not the end of a long run.
+func makeOutputDirs(cfg *Config) error {
+	var dirs []string
+	if cfg.Out != "" {
+		dirs = append(dirs, cfg.Out)
+	}
+	for _, f := range []string{cfg.CPUProfile, cfg.Trace, cfg.MemProfile} {
+		if f != "" {
+			dirs = append(dirs, filepath.Dir(f))
+		}
+	}
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return err
+		}
+		f, err := os.CreateTemp(d, ".kairos-bench-*")
+		if err != nil {
+			return fmt.Errorf("cannot write the bench's output: %w", err)
+		}
+		f.Close()
+		os.Remove(f.Name())
+	}
+	return nil
 }
 
 func runPoint(ctx context.Context, cfg *Config, spec pointSpec, dir string, baselines map[string]*Point) (pt *Point, err error) {
