@@ -240,9 +240,12 @@ type RunResult struct {
 	// Instances is each instance's share of the run, in cluster mode.
 	Instances []InstanceRun `json:"instances,omitempty"`
 	Sustained bool          `json:"sustained"`
-	WithinSLO bool          `json:"within_slo"`
-	Verdict   string        `json:"verdict"`
-	Timeline  []Tick        `json:"timeline"`
+	// AtCapacity says the side fell behind a publisher that kept up: what
+	// it processed is what it can, its capacity at this point.
+	AtCapacity bool   `json:"at_capacity,omitempty"`
+	WithinSLO  bool   `json:"within_slo"`
+	Verdict    string `json:"verdict"`
+	Timeline   []Tick `json:"timeline"`
 }
 
 // Tick is one second of a run, for the lag-over-time view. T is seconds

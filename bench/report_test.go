@@ -311,3 +311,48 @@ func TestMakeOutputDirs(t *testing.T) {
 		t.Error("a profile under a file was accepted")
 	}
 }
+
+// TestCustomersTarget: without --max, the 10M target is judged on what
+// both points processed at one offered rate beyond their capacity; when
+// the 100k point kept up, only a miss can be told.
+func TestCustomersTarget(t *testing.T) {
+	point := func(customers int, runs ...RunResult) Point {
+		return Point{Customers: customers, Rules: 100, Runs: runs, Best: -1, BaselineBest: -1}
+	}
+	behind := func(rate int, processed float64) RunResult {
+		r := run("engine", rate, 100, 900, false)
+		r.ProcessedPerSec, r.AtCapacity, r.Verdict = processed, true, "engine behind (lag 9000)"
+		return r
+	}
+	kept := func(rate int) RunResult { return run("engine", rate, 2, 40, true) }
+	const target = "throughput at 10M customers ≥ 80% of that at 100k"
+	for _, tc := range []struct {
+		name       string
+		small, big Point
+		status     string
+		measured   string
+	}{
+		{"both beyond capacity", point(100_000, kept(10000), behind(20000, 16000)), point(10_000_000, behind(10000, 9000), behind(20000, 12000)),
+			Missed, "75% of the events/s processed at 100k customers (12k against 16k at 20k/s offered"},
+		{"both beyond, within 80%", point(100_000, behind(20000, 15000)), point(10_000_000, behind(20000, 12750)), Met, "85%"},
+		{"100k kept up, 10M far behind", point(100_000, kept(15000)), point(10_000_000, behind(15000, 9000)), Missed, "at most 60%"},
+		{"100k kept up, 10M close", point(100_000, kept(15000)), point(10_000_000, behind(15000, 13500)), NotMeasured, "rerun at a rate beyond both"},
+		{"both kept up", point(100_000, kept(5000)), point(10_000_000, kept(5000)), NotMeasured, "needs both points beyond"},
+	} {
+		rep := &Report{Points: []Point{tc.small, tc.big}}
+		for _, c := range checkTargets(rep) {
+			if c.Target == target && (c.Status != tc.status || !strings.Contains(c.Measured, tc.measured)) {
+				t.Errorf("%s: %s, %q; want %s, %q", tc.name, c.Status, c.Measured, tc.status, tc.measured)
+			}
+		}
+	}
+	// Rounds: the median of the rounds' ratios.
+	small := point(100_000, behind(20000, 16000), behind(20000, 15000), behind(20000, 14000))
+	big := point(10_000_000, behind(20000, 8000), behind(20000, 13500), behind(20000, 12600))
+	for i := range 3 {
+		small.Runs[i].Round, big.Runs[i].Round = i+1, i+1
+	}
+	if c := capacityRatio(&small, &big); c.rate != 20000 || !c.exact || c.ratio != 0.9 {
+		t.Errorf("over rounds: %+v, want the median ratio 0.9 (0.5, 0.9, 0.9)", c)
+	}
+}

@@ -941,6 +941,7 @@ func (p *pointRun) run(ctx context.Context, d *driver, side string, rate int) (R
 	behindPub := r.SentPerSec < 0.95*float64(rate)
 	behindEng := r.ProcessedPerSec < 0.95*r.SentPerSec || lagEnd > int64(max(rate, 100))
 	r.Sustained = drained && !behindPub && !behindEng && r.PublishErrors == 0
+	r.AtCapacity = behindEng && !behindPub
 	r.WithinSLO = r.Sustained && r.Latency.Count > 0 && r.Latency.P99 <= float64(cfg.SLO)/float64(time.Millisecond)
 	switch {
 	case !drained:
