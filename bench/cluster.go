@@ -65,6 +65,7 @@ func (c *clusterTarget) Usage() (Usage, bool) {
 		sum.RSSBytes += u.RSSBytes
 		sum.PeakRSSBytes += u.PeakRSSBytes
 		sum.PageFaults += u.PageFaults
+		sum.AnonRSSBytes += u.AnonRSSBytes
 	}
 	return sum, true
 }

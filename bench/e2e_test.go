@@ -239,6 +239,10 @@ func TestBenchChildProcess(t *testing.T) {
 	if b := rep.Points[0].BaselineRuns[0]; b.CPUSeconds <= 0 {
 		t.Errorf("baseline process CPU %v", b.CPUSeconds)
 	}
+	// The engine's anonymous memory was sampled while the runs went.
+	if p := rep.Points[0]; p.PeakAnonRSSBytes <= 0 || p.PeakAnonRSSBytes > p.PeakRSSBytes {
+		t.Errorf("peak anonymous RSS %d, peak RSS %d", p.PeakAnonRSSBytes, p.PeakRSSBytes)
+	}
 	if rep.Setup.Mode != "child" || !strings.Contains(rep.Setup.UsageScope, "engine process alone") {
 		t.Errorf("setup %+v", rep.Setup)
 	}

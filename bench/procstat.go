@@ -22,6 +22,11 @@ type Usage struct {
 	RSSBytes int64 `json:"rss_bytes"`
 	// PeakRSSBytes is the largest resident set size so far (VmHWM).
 	PeakRSSBytes int64 `json:"peak_rss_bytes"`
+	// AnonRSSBytes is the part of RSSBytes that is anonymous memory (the
+	// Go heap, stacks, runtime), not file pages mapped into the process
+	// (RssAnon): what the process holds, as against page cache the kernel
+	// may take back.
+	AnonRSSBytes int64 `json:"anon_rss_bytes"`
 	// PageFaults counts the page faults so far, minor and major: each first
 	// touch of a page the process had not used, or had given back.
 	PageFaults int64 `json:"page_faults"`
@@ -83,6 +88,8 @@ func ProcUsage(pid int) (Usage, error) {
 			u.RSSBytes = kib(v)
 		case "VmHWM":
 			u.PeakRSSBytes = kib(v)
+		case "RssAnon":
+			u.AnonRSSBytes = kib(v)
 		}
 	}
 	return u, sc.Err()

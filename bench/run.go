@@ -257,6 +257,9 @@ type pointRun struct {
 	cluster *clusterTarget
 	// round is the round being run with --repeat (from 1), 0 without.
 	round int
+	// peakAnon is the largest anonymous RSS of the engine's process seen
+	// while a run went (ourCPU); 0 in-process.
+	peakAnon atomic.Int64
 }
 
 // makeOutputDirs makes the directories of --out and of the profiles, and
@@ -372,6 +375,7 @@ func runPoint(ctx context.Context, cfg *Config, spec pointSpec, dir string, base
 		if u, ok := p.target.Usage(); ok {
 			pt.PeakRSSBytes = u.PeakRSSBytes
 		}
+		pt.PeakAnonRSSBytes = p.peakAnon.Load()
 		if p.cluster != nil {
 			for i, u := range p.cluster.usages() {
 				pt.PerInstance[i].PeakRSSBytes = u.PeakRSSBytes
@@ -752,14 +756,7 @@ func (p *pointRun) run(ctx context.Context, d *driver, side string, rate int) (R
 		defer t.Stop()
 		last := time.Now()
 		lastSeq, lastOffers := d.pubSeq.Load(), d.offers.Load()
-		ours := func() float64 { // CPU seconds of the bench and the measured process
-			b, _ := ProcUsage(0)
-			c := b.CPUSeconds
-			if u, ok := p.usage(side); ok && (side != "engine" || p.cfg.Launcher == nil || p.cfg.Launcher.Mode() != "in-process") {
-				c += u.CPUSeconds
-			}
-			return c
-		}
+		ours := func() float64 { return p.ourCPU(side) }
 		lastOurs := ours()
 		lastBusy, _ := machineBusy()
 		for {
@@ -970,14 +967,7 @@ func (p *pointRun) run(ctx context.Context, d *driver, side string, rate int) (R
 func (p *pointRun) waitIdle(ctx context.Context, side string) (time.Duration, bool) {
 	const window, limit = 5, 10 * time.Minute
 	start := time.Now()
-	ours := func() float64 {
-		b, _ := ProcUsage(0)
-		c := b.CPUSeconds
-		if u, ok := p.usage(side); ok && (side != "engine" || p.cfg.Launcher == nil || p.cfg.Launcher.Mode() != "in-process") {
-			c += u.CPUSeconds
-		}
-		return c
-	}
+	ours := func() float64 { return p.ourCPU(side) }
 	busy0, ok := machineBusy()
 	if !ok {
 		return 0, true
@@ -1049,6 +1039,21 @@ func (p *pointRun) instanceUsage(side string) []Usage {
 
 // usage is the engine's usage for engine runs; baseline runs measure only
 // the bench process.
+// ourCPU is the CPU seconds used so far by the bench's process and by
+// side's, when that is another process. Called every second while a run
+// goes, it also keeps the engine process's largest anonymous RSS.
+func (p *pointRun) ourCPU(side string) float64 {
+	b, _ := ProcUsage(0)
+	c := b.CPUSeconds
+	if u, ok := p.usage(side); ok && (side != "engine" || p.cfg.Launcher == nil || p.cfg.Launcher.Mode() != "in-process") {
+		c += u.CPUSeconds
+		if side == "engine" && u.AnonRSSBytes > p.peakAnon.Load() {
+			p.peakAnon.Store(u.AnonRSSBytes)
+		}
+	}
+	return c
+}
+
 func (p *pointRun) usage(side string) (Usage, bool) {
 	if side != "engine" {
 		if p.baselineTarget != nil {

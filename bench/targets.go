@@ -246,7 +246,7 @@ func checkTargets(r *Report) []Check {
 		if big != nil && big.PeakRSSBytes > 0 {
 			measured = true
 			ok = big.PeakRSSBytes <= 2<<30
-			m = "peak RSS " + mib(big.PeakRSSBytes)
+			m = "peak RSS " + peakRSS(big)
 		}
 		add("RSS ≤ 2 GiB at 10M customers", ok, measured, m, "kairos bench --customers 10M")
 
