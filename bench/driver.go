@@ -155,10 +155,13 @@ func (d *driver) recorded(rec *Recorder) (Percentiles, int64) {
 }
 
 // measure sets the window of sequence numbers whose offers rec records.
-func (d *driver) measure(lo, hi uint64, rec *Recorder) {
+// It returns the offers recorded until then, read at the switch, so that
+// an offer of the previous window is not counted in the new one.
+func (d *driver) measure(lo, hi uint64, rec *Recorder) int64 {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	d.lo, d.hi, d.rec = lo, hi, rec
-	d.mu.Unlock()
+	return d.measured.Load()
 }
 
 // publish sends events at rate from start until end (open loop: event i is

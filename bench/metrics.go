@@ -40,7 +40,9 @@ type EngineStats struct {
 	// page faults are in none), and AssistShare the share of the
 	// collector's CPU that goroutines spent in assists: marking they had to
 	// do before they could allocate, the batch loop and Badger's writer
-	// among them. Zero when the engine does not export them (before
+	// among them. The runtime totals these when a collection ends: the
+	// shares are those of the collections in the interval, zero when there
+	// was none or the engine does not export them (before
 	// engine.RuntimeCollectors).
 	GCCycles    float64 `json:"gc_cycles,omitempty"`
 	GCShare     float64 `json:"gc_share,omitempty"`
@@ -142,8 +144,11 @@ func engineStats(a, b metricsSnapshot) *EngineStats {
 	if n := d("kairos_cluster_changelog_commit_seconds_count"); n > 0 {
 		s.ChangelogMillisMean = 1000 * d("kairos_cluster_changelog_commit_seconds_sum") / n
 	}
+	// The runtime totals its CPU classes when a collection ends, so the
+	// shares are over the collections of the interval, and there are none
+	// without one.
 	s.GCCycles = d(metricGCCycles)
-	if gc, busy := d(metricGCCPU), d(metricGCCPU)+d(metricUserCPU)+d(metricScavenge); gc > 0 && busy > 0 {
+	if gc, busy := d(metricGCCPU), d(metricGCCPU)+d(metricUserCPU)+d(metricScavenge); s.GCCycles > 0 && gc > 0 && busy > 0 {
 		s.GCShare = gc / busy
 		s.AssistShare = d(metricAssist) / gc
 	}

@@ -25,6 +25,11 @@ func TestEngineStats(t *testing.T) {
 	if s := engineStats(a, b); s.GCCycles != 3 || s.GCShare != 0.125 || s.AssistShare != 0.2 {
 		t.Errorf("collector stats %+v, want 3 cycles, share 0.125, assists 0.2", s)
 	}
+	// Without a collection in the interval the runtime's totals are stale.
+	b[metricGCCycles] = 0
+	if s := engineStats(a, b); s.GCShare != 0 || s.AssistShare != 0 {
+		t.Errorf("collector shares without a collection: %+v", s)
+	}
 	if engineStats(a, a) != nil {
 		t.Error("stats of an interval without events")
 	}

@@ -814,8 +814,8 @@ func (p *pointRun) run(ctx context.Context, d *driver, side string, rate int) (R
 		}
 	}
 	lo := d.gen.Seq() + 1
-	pubErr0, other0, meas0 := d.pubErrors.Load(), d.other.Load(), d.measured.Load()
-	d.measure(lo, 0, rec)
+	pubErr0, other0 := d.pubErrors.Load(), d.other.Load()
+	meas0 := d.measure(lo, 0, rec)
 	cur.Store(rec)
 	measuring.Store(true)
 	// The figures at the start of the measured time are read beside the
