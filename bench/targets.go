@@ -389,33 +389,29 @@ type capacityCompare struct {
 // capacities (exact); when it kept up the ratio is only an upper bound,
 // which settles a miss but not a pass.
 func capacityRatio(small, big *Point) capacityCompare {
-	var best capacityCompare
+	rate := 0
 	for _, b := range big.Runs {
-		if !b.AtCapacity || b.TargetRate < best.rate {
-			continue
+		if b.AtCapacity {
+			rate = max(rate, b.TargetRate)
 		}
-		var smalls, bigs []float64
-		exact := true
-		for _, bb := range big.Runs {
-			if bb.TargetRate != b.TargetRate || !bb.AtCapacity {
-				continue
-			}
-			for _, s := range small.Runs {
-				if s.TargetRate == bb.TargetRate && s.Round == bb.Round && s.ProcessedPerSec > 0 {
-					smalls, bigs = append(smalls, s.ProcessedPerSec), append(bigs, bb.ProcessedPerSec)
-					exact = exact && s.AtCapacity
-				}
-			}
-		}
-		if len(smalls) == 0 {
-			continue
-		}
-		ratios := make([]float64, len(smalls))
-		for i := range smalls {
-			ratios[i] = bigs[i] / smalls[i]
-		}
-		id := func(v float64) float64 { return v }
-		best = capacityCompare{rate: b.TargetRate, small: median(smalls, id), big: median(bigs, id), ratio: median(ratios, id), exact: exact}
 	}
-	return best
+	var smalls, bigs, ratios []float64
+	exact := true
+	for _, b := range big.Runs {
+		if b.TargetRate != rate || !b.AtCapacity {
+			continue
+		}
+		for _, s := range small.Runs {
+			if s.TargetRate == rate && s.Round == b.Round && s.ProcessedPerSec > 0 {
+				smalls, bigs = append(smalls, s.ProcessedPerSec), append(bigs, b.ProcessedPerSec)
+				ratios = append(ratios, b.ProcessedPerSec/s.ProcessedPerSec)
+				exact = exact && s.AtCapacity
+			}
+		}
+	}
+	if len(smalls) == 0 {
+		return capacityCompare{}
+	}
+	id := func(v float64) float64 { return v }
+	return capacityCompare{rate: rate, small: median(smalls, id), big: median(bigs, id), ratio: median(ratios, id), exact: exact}
 }
