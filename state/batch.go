@@ -129,16 +129,7 @@ func (b *Batch) Put(c *Customer) {
 		return
 	}
 	if c.windowDirty {
-		o := op{kind: opSet, customerSlot: slot}
-		o.k0 = len(b.arena)
-		b.arena = append(append(b.arena, prefixCustomer...), c.id...)
-		o.k1 = len(b.arena)
-		b.arena = appendWindow(b.arena, c)
-		o.v1 = len(b.arena)
-		o.v0 = o.k1
-		o.expires = windowExpiry(c, time.Now())
-		c.windowExpires, c.storedWindow = o.expires, true
-		b.ops = append(b.ops, o)
+		b.putWindow(c, slot, time.Now())
 	}
 	if c.profileDirty {
 		o := op{kind: opSet, customerSlot: slot}
@@ -189,6 +180,13 @@ func windowExpiry(c *Customer, now time.Time) uint64 {
 func (b *Batch) putAll(c *Customer, slot int) {
 	now := time.Now()
 	p := &b.puts[slot]
+	// The record holds every entry: the chunks of a store used without
+	// the option go.
+	b.deleteChunks(c)
+	for i := range c.series {
+		c.series[i].sealed = 0
+	}
+	c.reseal = false
 
 	o := op{kind: opSet, customerSlot: slot}
 	o.k0 = len(b.arena)

@@ -3,6 +3,7 @@ package state_test
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -93,6 +94,55 @@ func benchCommitBatch(b *testing.B, opts state.Options) {
 			b.Fatal(err)
 		}
 		batch.Reset()
+	}
+}
+
+// BenchmarkCommitLongHistory is BenchmarkCommitBatch for customers with
+// long histories: 128 customers with 1,000 to 1,254 events each in their
+// 30-day windows (3 entries each) before the timer starts; each op commits
+// a batch of one more event for each of them. (The counts differ so that
+// the customers do not all rewrite their base chunks in the same batch.)
+func BenchmarkCommitLongHistory(b *testing.B) {
+	s := statetest.Open(b, state.Options{GCInterval: -1})
+	p := mustPlan(b, 30*24*time.Hour,
+		state.AggSpec{Kind: state.Count, Type: "view", Window: 30 * 24 * time.Hour},
+		state.AggSpec{Kind: state.Sum, Type: "buy", Attr: "amount", Window: 30 * 24 * time.Hour},
+		state.AggSpec{Kind: state.Distinct, Type: "*", Attr: "sku", Window: 30 * 24 * time.Hour},
+		state.AggSpec{Kind: state.Since, Type: "buy"})
+	sh := s.Shard(0)
+	batch := s.NewBatch()
+	ids := make([]string, 128)
+	for i := range ids {
+		ids[i] = fmt.Sprint("customer-", i)
+	}
+	attrs := map[string]any{"amount": 12.5, "sku": "sku-1"}
+	ts := t0
+	// event gives an event to every customer i with 2*i <= round.
+	event := func(round int) {
+		ts += sec
+		for i, id := range ids {
+			if 2*i > round {
+				continue
+			}
+			c, err := sh.Load(id)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c.Apply(p, "buy", ts, attrs)
+			batch.Put(c)
+		}
+		if err := s.Commit(batch); err != nil {
+			b.Fatal(err)
+		}
+		batch.Reset()
+	}
+	for round := range 1000 + 2*len(ids) {
+		event(round)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		event(math.MaxInt)
 	}
 }
 

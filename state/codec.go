@@ -25,9 +25,13 @@ const (
 // written by this package, stored under m/schema.
 const schemaVersion = 1
 
-// windowVersion is the first byte of a window record written; version 1
-// is read too (see appendWindow).
+// windowVersion is the first byte of a window record written without
+// chunks, and of every chunk; version 1 is read too (see appendWindow).
 const windowVersion = 2
+
+// windowHeadVersion is the first byte of a window record that lists
+// chunks (see appendWindowHead).
+const windowHeadVersion = 3
 
 // watermarkVersion is the first byte of the m/applied record.
 const watermarkVersion = 1
@@ -63,13 +67,49 @@ func corruptf(format string, args ...any) error {
 // 8). Version 1, still read, had no base (each first ts absolute) and no
 // mode (always float64).
 func appendWindow(dst []byte, c *Customer) []byte {
-	dst = append(dst, windowVersion)
+	return appendSeries(append(dst, windowVersion), c, false)
+}
+
+// appendWindowHead appends the window record of c that lists its chunks
+// (see chunk.go), holding only the entries no chunk holds:
+//
+//	version byte (3)
+//	uvarint the sequence number of the next chunk
+//	uvarint chunk count, then per chunk (oldest first): uvarint sequence
+//	  number, uvarint Badger expiry (Unix seconds), flags byte (1: a
+//	  base chunk, one that holds all the entries sealed before it)
+//	then as version 2 from the series count on.
+func appendWindowHead(dst []byte, c *Customer) []byte {
+	dst = append(dst, windowHeadVersion)
+	dst = binary.AppendUvarint(dst, uint64(c.nextChunk))
+	dst = binary.AppendUvarint(dst, uint64(len(c.chunks)))
+	for _, r := range c.chunks {
+		dst = binary.AppendUvarint(dst, uint64(r.seq))
+		dst = binary.AppendUvarint(dst, r.expires)
+		var flags byte
+		if r.base {
+			flags = 1
+		}
+		dst = append(dst, flags)
+	}
+	return appendSeries(dst, c, true)
+}
+
+// appendSeries appends the series part of a window record: of every live
+// entry, or when unsealed only of those no chunk holds.
+func appendSeries(dst []byte, c *Customer, unsealed bool) []byte {
+	first := func(s *series) int {
+		if unsealed {
+			return s.off + s.sealed
+		}
+		return s.off
+	}
 	n := 0
 	var base int64
 	for i := range c.series {
-		if s := &c.series[i]; s.len() > 0 {
+		if s := &c.series[i]; first(s) < len(s.ts) {
 			if n == 0 {
-				base = s.ts[s.off]
+				base = s.ts[first(s)]
 			}
 			n++
 		}
@@ -80,7 +120,8 @@ func appendWindow(dst []byte, c *Customer) []byte {
 	}
 	for i := range c.series {
 		s := &c.series[i]
-		if s.len() == 0 {
+		off := first(s)
+		if off == len(s.ts) {
 			continue
 		}
 		typ, attr := c.seriesName(i)
@@ -91,10 +132,10 @@ func appendWindow(dst []byte, c *Customer) []byte {
 		dst = append(dst, byte(s.kind))
 		mode := numFloat
 		if s.kind == kindNumber {
-			mode = numberMode(s.num[s.off:])
+			mode = numberMode(s.num[off:])
 			dst = append(dst, mode)
 		}
-		ts := s.ts[s.off:]
+		ts := s.ts[off:]
 		dst = binary.AppendUvarint(dst, uint64(len(ts)))
 		dst = binary.AppendVarint(dst, int64(uint64(ts[0])-uint64(base)))
 		for j := 1; j < len(ts); j++ {
@@ -102,7 +143,7 @@ func appendWindow(dst []byte, c *Customer) []byte {
 		}
 		switch s.kind {
 		case kindNumber:
-			for _, v := range s.num[s.off:] {
+			for _, v := range s.num[off:] {
 				switch mode {
 				case numInteger:
 					dst = binary.AppendVarint(dst, int64(v))
@@ -113,7 +154,7 @@ func appendWindow(dst []byte, c *Customer) []byte {
 				}
 			}
 		case kindHash:
-			for _, h := range s.hash[s.off:] {
+			for _, h := range s.hash[off:] {
 				dst = binary.LittleEndian.AppendUint64(dst, h)
 			}
 		}
@@ -229,25 +270,51 @@ func (d *decoder) bytes(what string) []byte {
 
 // decodeWindow replaces the series of c with the record in data, reusing
 // c's arrays; in, when not nil, interns the series' types and attributes.
-// data is not retained. It never panics; on error c's series are left
-// empty.
+// A record of version 3 also gives c its chunk list (the entries of the
+// chunks are read by readChunks). data is not retained. It never panics;
+// on error c's series and chunks are left empty.
 func decodeWindow(c *Customer, data []byte, in *interner) error {
 	c.plan = nil
-	err := decodeSeries(c, data, in)
+	c.series = c.series[:0]
+	c.dropNames()
+	c.chunks, c.nextChunk = c.chunks[:0], 0
+	err := decodeSeries(c, data, in, false)
 	if err != nil {
 		c.series = c.series[:0]
 		c.dropNames()
+		c.chunks, c.nextChunk = c.chunks[:0], 0
 	}
 	return err
 }
 
-func decodeSeries(c *Customer, data []byte, in *interner) error {
-	c.series = c.series[:0]
-	c.dropNames()
+// decodeSeries reads a window record into c. With chunk, data is a chunk
+// (version 1 or 2) whose entries are appended to c's series of the same
+// type, attribute and kind (a series c lacks is added); the caller puts
+// them in order (readChunks).
+func decodeSeries(c *Customer, data []byte, in *interner, chunk bool) error {
 	d := decoder{b: data}
 	version := d.byte("version")
-	if d.err == nil && version != 1 && version != windowVersion {
+	if d.err == nil && version != 1 && version != windowVersion && (chunk || version != windowHeadVersion) {
 		return corruptf("unknown window record version %d", version)
+	}
+	if version == windowHeadVersion {
+		next := d.uvarint("next chunk")
+		// Every chunk takes at least 3 bytes.
+		nc := d.uvarint("chunk count")
+		if d.err == nil && (next > math.MaxUint32 || nc > uint64(len(d.b))/3) {
+			return corruptf("chunk count %d or next chunk %d out of range", nc, next)
+		}
+		c.nextChunk = uint32(next)
+		for k := uint64(0); k < nc && d.err == nil; k++ {
+			seq := d.uvarint("chunk sequence")
+			exp := d.uvarint("chunk expiry")
+			flags := d.byte("chunk flags")
+			if d.err == nil && (seq >= next || flags > 1) {
+				return corruptf("chunk %d of %d with flags %d", seq, next, flags)
+			}
+			c.chunks = append(c.chunks, chunkRef{seq: uint32(seq), expires: exp, base: flags == 1})
+		}
+		version = windowVersion
 	}
 	ns := d.uvarint("series count")
 	// Every series takes at least 4 bytes.
@@ -276,9 +343,13 @@ func decodeSeries(c *Customer, data []byte, in *interner) error {
 		if d.err != nil {
 			break
 		}
+		var s *series
 		for j := range c.series {
 			if n := &c.names[j]; c.series[j].kind == kind && n.typ == string(typ) && n.attr == string(attr) {
-				return corruptf("duplicate series %q %q", typ, attr)
+				if !chunk {
+					return corruptf("duplicate series %q %q", typ, attr)
+				}
+				s = &c.series[j]
 			}
 		}
 		per := uint64(1)
@@ -292,18 +363,20 @@ func decodeSeries(c *Customer, data []byte, in *interner) error {
 		if n > uint64(len(d.b))/per {
 			return corruptf("entry count %d exceeds record size", n)
 		}
-		if len(c.series) < cap(c.series) {
-			c.series = c.series[:len(c.series)+1]
-		} else {
-			c.series = append(c.series, series{})
-		}
-		c.names = append(c.names, seriesName{typ: in.bytes(typ), attr: in.bytes(attr)})
-		s := &c.series[len(c.series)-1]
-		*s = series{
-			kind: kind,
-			ts:   s.ts[:0],
-			num:  s.num[:0],
-			hash: s.hash[:0],
+		if s == nil {
+			if len(c.series) < cap(c.series) {
+				c.series = c.series[:len(c.series)+1]
+			} else {
+				c.series = append(c.series, series{})
+			}
+			c.names = append(c.names, seriesName{typ: in.bytes(typ), attr: in.bytes(attr)})
+			s = &c.series[len(c.series)-1]
+			*s = series{
+				kind: kind,
+				ts:   s.ts[:0],
+				num:  s.num[:0],
+				hash: s.hash[:0],
+			}
 		}
 		if n == 0 {
 			continue

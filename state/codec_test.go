@@ -70,6 +70,16 @@ func seedRecords(tb testing.TB) map[string][]byte {
 	c.Apply(plan(time.Hour, AggSpec{Kind: Count, Type: "ünïcode/type", Window: time.Hour}), "ünïcode/type", math.MaxInt64-1, nil)
 	out["unicode-type-max-ts"] = appendWindow(nil, c)
 
+	c = newTestCustomer()
+	for i := range 10 {
+		c.Apply(full, "buy", t0+int64(i)*1000, map[string]any{"amount": float64(i), "sku": i})
+	}
+	c.sealAll()
+	c.chunks = []chunkRef{{seq: 0, expires: 1_800_000_000, base: true}, {seq: 2, expires: 1_800_000_100}}
+	c.nextChunk = 3
+	c.Apply(full, "view", t0+20_000, map[string]any{"sku": "late"})
+	out["head-with-chunks"] = appendWindowHead(nil, c)
+
 	mixed := out["mixed"]
 	out["truncated"] = mixed[:len(mixed)/2]
 	out["bad-version"] = append([]byte{9}, mixed[1:]...)
@@ -147,10 +157,54 @@ func FuzzDecodeCustomer(f *testing.F) {
 	})
 }
 
+// FuzzDecodeChunk decodes data as a chunk of a customer decoded from a
+// window record that lists chunks, as readChunks does.
+func FuzzDecodeChunk(f *testing.F) {
+	recs := seedRecords(f)
+	for _, rec := range recs {
+		f.Add(rec)
+	}
+	head := recs["head-with-chunks"]
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := newTestCustomer()
+		if err := decodeWindow(c, head, &interner{}); err != nil {
+			t.Fatal(err)
+		}
+		c.beginChunks()
+		err := decodeSeries(c, data, &interner{}, true)
+		if err == nil {
+			err = c.orderChunks()
+		}
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error %v does not wrap ErrCorrupt", err)
+			}
+			return
+		}
+		checkInvariants(t, c)
+		for _, at := range []int64{0, 1_700_000_000_000, math.MaxInt64, math.MinInt64} {
+			for i := range fuzzPlan.Len() {
+				c.Value(fuzzPlan, i, at)
+			}
+			c.Apply(fuzzPlan, "buy", at, map[string]any{"amount": 1, "sku": "x"})
+		}
+		checkInvariants(t, c)
+		// What Put writes decodes.
+		for _, enc := range [][]byte{appendWindowHead(nil, c), appendWindow(nil, c)} {
+			if err := decodeWindow(newTestCustomer(), enc, nil); err != nil {
+				t.Fatalf("re-encoding does not decode: %v", err)
+			}
+		}
+	})
+}
+
 func checkInvariants(t *testing.T, c *Customer) {
 	t.Helper()
 	for i := range c.series {
 		s := &c.series[i]
+		if s.sealed < 0 || s.sealed > s.len() {
+			t.Fatalf("series %d: %d sealed of %d", i, s.sealed, s.len())
+		}
 		ts := s.ts[s.off:]
 		for j := 1; j < len(ts); j++ {
 			if ts[j] < ts[j-1] {
@@ -279,7 +333,12 @@ func TestDecodeWindowErrors(t *testing.T) {
 		want string
 	}{
 		{"an empty record", nil, "version"},
-		{"an unknown version", []byte{3, 0}, "unknown window record version 3"},
+		{"an unknown version", []byte{4, 0}, "unknown window record version 4"},
+		{"v3: a missing chunk count", []byte{3, 1}, "chunk count"},
+		{"v3: more chunks than bytes", []byte{3, 9, 5, 0, 0}, "chunk count 5"},
+		{"v3: a chunk not before the next", []byte{3, 1, 1, 1, 0, 0, 0}, "chunk 1 of 1"},
+		{"v3: unknown chunk flags", []byte{3, 1, 1, 0, 0, 2, 0}, "flags 2"},
+		{"v3: a missing series count", []byte{3, 1, 1, 0, 0, 1}, "series count"},
 		{"a missing series count", []byte{1}, "series count"},
 		{"more series than bytes", []byte{1, 100, 0, 0, 1, 0}, "series count 100 exceeds record size"},
 		{"a type longer than the record", []byte{1, 1, 9, 'a', 0, 1, 0}, "series type"},

@@ -35,6 +35,16 @@ type Customer struct {
 	due, duePut []dueRef
 	duePending  bool
 
+	// chunks are the chunks of the stored window record, oldest first,
+	// and nextChunk the sequence number of the next (see chunk.go). The
+	// first sealed entries of each series are theirs.
+	chunks    []chunkRef
+	nextChunk uint32
+	// reseal tells Put to write all entries into the window record again
+	// and delete the chunks: an entry went among the sealed ones (a late
+	// event), or a series with sealed entries was dropped.
+	reseal bool
+
 	// windowExpires is the Badger expiry (Unix seconds, 0 none) of the
 	// stored window record, as read or last Put; Put under
 	// Options.Replicate keeps it when it rewrites unchanged windows.
@@ -67,6 +77,9 @@ type series struct {
 	num  []float64 // kindNumber
 	hash []uint64  // kindHash
 	off  int
+	// sealed is how many of the live entries, the first ones, chunks
+	// hold; the window record holds the others.
+	sealed int
 	// cur tells whether the event of the last Apply (at curTs) was inserted
 	// into this series; Since excludes it.
 	curTs int64
@@ -164,8 +177,9 @@ func (c *Customer) Apply(p *Plan, typ string, tsMillis int64, attrs map[string]a
 			h = x
 		}
 		s := c.seriesFor(i, d.kind)
-		ins, n := s.insert(tsMillis, v, h, d.retention, c.maxEntries)
+		ins, n, resealed := s.insert(tsMillis, v, h, d.retention, c.maxEntries)
 		s.cur, s.curTs = ins, tsMillis
+		c.reseal = c.reseal || resealed
 		dropped += n
 		changed = changed || ins || n > 0
 	}
@@ -310,6 +324,9 @@ func (c *Customer) realign(p *Plan) {
 		typ, attr := c.seriesName(j)
 		i := p.seriesIndex(typ, attr, s.kind)
 		if i < 0 || s.len() == 0 {
+			if s.sealed > 0 {
+				c.reseal = true // its chunks still hold it
+			}
 			continue
 		}
 		s.def = uint16(i)
@@ -360,6 +377,8 @@ func (c *Customer) reset() {
 	clear(c.duePut)
 	c.duePut, c.duePending = c.duePut[:0], false
 	c.windowExpires = 0
+	clear(c.chunks)
+	c.chunks, c.nextChunk, c.reseal = c.chunks[:0], 0, false
 	c.storedWindow, c.storedProfile, c.storedPolicy = false, false, false
 	c.windowDirty, c.profileDirty, c.policyDirty = false, false, false
 	c.gen++
@@ -381,10 +400,10 @@ func (s *series) len() int { return len(s.ts) - s.off }
 // evicts what falls out of retention or beyond maxEntries. It reports
 // whether the entry is in the series afterwards and how many entries the
 // cap dropped.
-func (s *series) insert(t int64, v float64, h uint64, retention int64, maxEntries int) (inserted bool, dropped int) {
+func (s *series) insert(t int64, v float64, h uint64, retention int64, maxEntries int) (inserted bool, dropped int, resealed bool) {
 	n := len(s.ts)
 	if n > s.off && t <= s.ts[n-1]-retention {
-		return false, 0 // late beyond retention
+		return false, 0, false // late beyond retention
 	}
 	if n == cap(s.ts) && s.off > 0 {
 		s.compact()
@@ -413,30 +432,40 @@ func (s *series) insert(t int64, v float64, h uint64, retention int64, maxEntrie
 			s.hash[pos] = h
 		}
 	}
+	if pos < s.off+s.sealed {
+		resealed = true // a chunk would miss it
+		s.sealed++      // it is among the sealed entries until Put
+	}
 	s.evictBefore(s.ts[len(s.ts)-1] - retention)
 	if over := s.len() - maxEntries; over > 0 {
-		s.off += over
+		s.drop(over)
 		dropped = over
 	}
 	inserted = pos >= s.off
 	if s.off == len(s.ts) {
 		s.clear()
 	}
-	return inserted, dropped
+	return inserted, dropped, resealed
 }
 
 // evictBefore drops the entries with ts <= cut.
 func (s *series) evictBefore(cut int64) {
 	if s.off < len(s.ts) && s.ts[s.off] <= cut {
-		s.off += upperBound(s.ts[s.off:], cut)
+		s.drop(upperBound(s.ts[s.off:], cut))
 		if s.off == len(s.ts) {
 			s.clear()
 		}
 	}
 }
 
+// drop drops the first k live entries.
+func (s *series) drop(k int) {
+	s.off += k
+	s.sealed = max(s.sealed-k, 0)
+}
+
 func (s *series) clear() {
-	s.ts, s.num, s.hash, s.off = s.ts[:0], s.num[:0], s.hash[:0], 0
+	s.ts, s.num, s.hash, s.off, s.sealed = s.ts[:0], s.num[:0], s.hash[:0], 0, 0
 }
 
 // compact moves the live entries to the front of their arrays.

@@ -64,6 +64,44 @@
 // added, empty, when an event first goes into it. Using the same plan as
 // last time costs one pointer comparison.
 //
+// # Chunks
+//
+// A window record holding every entry of a customer's retention would be
+// rewritten whole by each event, and a customer with months of history
+// would write kilobytes per event. So Put (without Options.Replicate)
+// seals entries into chunks, keys of their own written once:
+//
+//   - The window record (c/) holds the entries no chunk holds, and lists
+//     the chunks. When it holds 32 entries or more (over all series),
+//     Put writes them as a new chunk and the record is left with none:
+//     an event writes its own entries and on average about 16 others.
+//   - A chunk (w/<id>\x00<seq>) is a window record of version 2 with the
+//     entries sealed into it, its Badger TTL that of the window record
+//     when it was written. The window record's TTL is at least its
+//     chunks'.
+//   - When a customer has 8 chunks besides its base chunk, the next seal
+//     writes a new base holding every live entry and deletes the others:
+//     a load reads at most 10 keys, and an entry is written again about
+//     once per 256 entries that come after it.
+//   - Load reads the chunks the record lists after it, in the same read
+//     transaction, and puts their entries first: sealed entries are the
+//     oldest of each series (a chunk Badger has collected is left out).
+//     A customer keeps, per series, how many of its first entries are
+//     sealed; eviction from the front lowers it.
+//   - An event older than a sealed entry of its series (late), or a new
+//     plan dropping a series that chunks hold, makes the next Put write
+//     every live entry again and delete the chunks, so that a chunk never
+//     holds an entry the customer no longer has in the middle of its
+//     series, and a dropped series cannot come back from a chunk.
+//
+// Every chunk key is listed by its customer's window record:
+// DropCustomers and ImportRecords delete the chunks of the record they
+// replace, and Put under Options.Replicate, whose window record holds
+// every entry (the changelog carries a customer's whole state),
+// deletes the chunks of a store used without it. ExportCustomer gives the
+// window record with the chunks' entries in it, version 2, and
+// ImportRecords refuses a record listing chunks.
+//
 // # Contact policy
 //
 // The engine decides frequency caps, cooldowns, per-rule limits, quiet
@@ -188,6 +226,9 @@
 // # Keys
 //
 //	c/<customer id>  window record, with Badger TTL longest retention + 24h
+//	w/<customer id>\x00<seq>
+//	                 chunk of window entries, seq a 4-byte big-endian
+//	                 sequence number per customer; TTL as c/ when written
 //	p/<customer id>  profile: msgpack map[string]any (absent when empty)
 //	k/<customer id>  policy record, no TTL (absent when empty)
 //	q/<release><customer id>\x00<offer id>
@@ -219,6 +260,14 @@
 // float64) is still read; a record is rewritten in version 2 when the
 // customer's windows next change. The decoder rejects anything else with
 // ErrCorrupt naming the key; it never panics.
+//
+// A window record that lists chunks is of version 3: version byte 3,
+// uvarint the next chunk's sequence number, uvarint chunk count, per chunk
+// (oldest first) uvarint sequence number (below the next), uvarint Badger
+// expiry (Unix seconds) and a flags byte (1: a base chunk), then as
+// version 2 from the series count on. Chunks are version 2 records. A
+// record without chunks is written in version 2, as before chunks, so a
+// store written before them reads as it was.
 //
 // The policy record is: version byte 1; a string table (uvarint count,
 // then uvarint length + bytes each) of the rule ids, channels, outcomes

@@ -33,3 +33,41 @@ func ReadRaw(s *Store, key string) ([]byte, uint64, error) {
 
 // SeriesCount returns the number of series c holds.
 func SeriesCount(c *Customer) int { return len(c.series) }
+
+// FullWindow reads the window record of the customer as ExportCustomer
+// gives it: with the entries of its chunks.
+func FullWindow(s *Store, customerID string) ([]byte, error) {
+	var v []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(prefixCustomer + customerID))
+		if err != nil {
+			return err
+		}
+		if v, err = item.ValueCopy(nil); err != nil {
+			return err
+		}
+		v, err = fullWindow(txn, customerID, v)
+		return err
+	})
+	return v, err
+}
+
+// ChunkKeys returns the chunk keys of the store.
+func ChunkKeys(s *Store) []string {
+	var keys []string
+	s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixChunk)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			keys = append(keys, string(it.Item().KeyCopy(nil)))
+		}
+		return nil
+	})
+	return keys
+}
+
+// Chunks returns how many chunks c's window record lists.
+func Chunks(c *Customer) int { return len(c.chunks) }
+
+// ShardOf returns the shard of c.
+func ShardOf(c *Customer) *Shard { return c.shard }

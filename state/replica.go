@@ -91,6 +91,9 @@ func newChecker() *checker {
 func (ck *checker) check(r *record) error {
 	ck.pol.reset()
 	if len(r.window) > 0 {
+		if r.window[0] == windowHeadVersion {
+			return fmt.Errorf("window record: %w", corruptf("a record listing chunks"))
+		}
 		if err := decodeWindow(&ck.win, r.window, nil); err != nil {
 			return fmt.Errorf("window record: %w", err)
 		}
@@ -172,6 +175,9 @@ func (s *Store) ExportCustomer(customerID string) (rec []byte, ok bool, err erro
 			ok = true
 			switch prefix {
 			case prefixCustomer:
+				if v, err = fullWindow(txn, customerID, v); err != nil {
+					return err
+				}
 				r.window, r.expires = v, item.ExpiresAt()
 				if len(v) == 0 {
 					r.expires = 0
@@ -369,6 +375,7 @@ type replicaWriter struct {
 	done, pending     int            // customers committed, and in txn
 	ops               []write        // of the customer being written
 	old               policy         // the stored policy record
+	win               Customer       // the stored window record's chunk list
 	in                interner
 	oldDue, newDue    []dueRef
 	key               []byte
@@ -426,6 +433,9 @@ func (w *replicaWriter) put(id string, r *record, pol *policy) error {
 	window := r.window
 	if r.expires != 0 && r.expires <= w.now {
 		window = nil // expired: as if Badger had collected it
+	}
+	if err := w.stageChunks(id); err != nil {
+		return err
 	}
 	w.stage(prefixCustomer, id, window, r.expires)
 	w.stage(prefixProfile, id, r.profile, 0)
@@ -489,6 +499,37 @@ func (w *replicaWriter) stage(prefix, id string, value []byte, expires uint64) {
 		o.expires = expires
 	}
 	w.ops = append(w.ops, o)
+}
+
+// stageChunks adds the deletion of the chunks the stored window record of
+// id lists: the record written instead holds all its entries.
+func (w *replicaWriter) stageChunks(id string) error {
+	w.key = append(append(w.key[:0], prefixCustomer...), id...)
+	item, err := w.txn.Get(w.key)
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("state: read %q: %w", w.key, err)
+	}
+	err = item.Value(func(v []byte) error {
+		if len(v) == 0 || v[0] != windowHeadVersion {
+			return nil
+		}
+		w.win.reset()
+		return decodeWindow(&w.win, v, &w.in)
+	})
+	if err != nil {
+		// A corrupt record's chunks are left to their expiry.
+		w.s.log.Warn("stored window record corrupt; replacing it", "customer", id, "err", err)
+		return nil
+	}
+	for _, r := range w.win.chunks {
+		o := write{key: appendChunkKey(w.alloc(len(prefixChunk)+len(id)+5), id, r.seq), del: true}
+		w.ops = append(w.ops, o)
+	}
+	w.win.reset()
+	return nil
 }
 
 // stageDue adds the due index writes that take the customer from the

@@ -624,7 +624,12 @@ func TestReplicatePutWritesWholeCustomer(t *testing.T) {
 		}
 		commit(t, s, b)
 	}
-	for _, key := range []string{"c/alice", "p/alice", "k/alice"} {
+	// Without the option the window record's entries are in chunks.
+	a, _ := state.FullWindow(off, "alice")
+	if b, _, _ := state.ReadRaw(on, "c/alice"); !bytes.Equal(a, b) {
+		t.Errorf("c/alice differs with Replicate")
+	}
+	for _, key := range []string{"p/alice", "k/alice"} {
 		a, _, _ := state.ReadRaw(off, key)
 		b, _, _ := state.ReadRaw(on, key)
 		if !bytes.Equal(a, b) {

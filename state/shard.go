@@ -157,7 +157,8 @@ func readCustomer(txn *badger.Txn, c *Customer, key []byte, sh *Shard) (_ []byte
 			return key, found, fmt.Errorf("state: load %q: %w", key, err)
 		}
 	}
-	return key, found, nil
+	key, err = readChunks(txn, c, key, in)
+	return key, found, err
 }
 
 // decodeProfile decodes a msgpack map with string keys into m.
