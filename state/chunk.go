@@ -69,15 +69,16 @@ func (c *Customer) sealAll() {
 // batch: that Put's window record lists them.
 func (b *Batch) putWindow(c *Customer, slot int, now time.Time) {
 	exp := windowExpiry(c, now)
-	nowS := uint64(now.Unix())
-	live := c.chunks[:0]
+	// A chunk's TTL runs from when it was written. Entries are evicted by
+	// event time, so an active customer can still have entries of a chunk
+	// about to expire (events that lag the clock): in its last day, all
+	// are written again.
+	soon := uint64(now.Add(ttlSlack).Unix())
 	for _, r := range c.chunks {
-		if r.expires > nowS { // else Badger has collected it
-			live = append(live, r)
+		if r.expires <= soon {
+			c.reseal = true
 		}
 	}
-	clear(c.chunks[len(live):])
-	c.chunks = live
 	if c.reseal || !c.hasEntries() {
 		b.deleteChunks(c)
 		for i := range c.series {

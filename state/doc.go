@@ -92,7 +92,12 @@
 //     plan dropping a series that chunks hold, makes the next Put write
 //     every live entry again and delete the chunks, so that a chunk never
 //     holds an entry the customer no longer has in the middle of its
-//     series, and a dropped series cannot come back from a chunk.
+//     series, and a dropped series cannot come back from a chunk. So does
+//     a chunk within a day (ttlSlack) of its expiry: entries are evicted
+//     by event time and a chunk's TTL runs from when it was written, so a
+//     customer whose events lag the clock can still have entries in it;
+//     a customer who goes quiet loses its chunks with its record, as
+//     before chunks.
 //
 // Every chunk key is listed by its customer's window record:
 // DropCustomers and ImportRecords delete the chunks of the record they
