@@ -146,6 +146,44 @@ func BenchmarkCommitLongHistory(b *testing.B) {
 	}
 }
 
+// BenchmarkCommitDecisions commits one decision for each of 128
+// customers that keep their last 20 (filled before the timer starts), as
+// the engine does for an event whose rule matched.
+func BenchmarkCommitDecisions(b *testing.B) {
+	s := statetest.Open(b, state.Options{GCInterval: -1})
+	sh := s.Shard(0)
+	batch := s.NewBatch()
+	ids := make([]string, 128)
+	for i := range ids {
+		ids[i] = fmt.Sprint("customer-", i)
+	}
+	n := 0
+	round := func() {
+		for _, id := range ids {
+			c, err := sh.Load(id)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n++
+			c.AddDecision(state.Decision{TS: t0 + int64(n), Rule: "card-offer-17", OfferID: fmt.Sprint("o-0123456789abcdef-", n),
+				EventID: fmt.Sprint("e-0123456789-", n), Outcome: "suppressed", Reason: "daily cap", Channel: "push"}, 20)
+			batch.Put(c)
+		}
+		if err := s.Commit(batch); err != nil {
+			b.Fatal(err)
+		}
+		batch.Reset()
+	}
+	for range 20 {
+		round()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		round()
+	}
+}
+
 // BenchmarkAddContactCount is the contact-policy hot path for one offer on
 // a cached customer: a cache-hit Load, AddContact (one every 3h, kept a
 // week, so about 56 contacts in steady state) and three CountContacts
