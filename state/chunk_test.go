@@ -2,6 +2,7 @@ package state_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -190,6 +191,33 @@ func TestChunksLeaveWithTheCustomer(t *testing.T) {
 		}
 		if keys := state.ChunkKeys(s); len(keys) != 0 {
 			t.Errorf("chunks %q left after DropCustomers", keys)
+		}
+	})
+	t.Run("DropCustomers of a corrupt record", func(t *testing.T) {
+		s, _ := chunked(t, p, state.Options{GCInterval: -1}, 100)
+		// A neighbour whose id starts like alice's chunk keys.
+		other := "alice\x00b"
+		b := s.NewBatch()
+		for i := range 100 {
+			c := load(t, s.Shard(0), other)
+			chunkEvent(p, c, i)
+			b.Put(c)
+			commit(t, s, b)
+		}
+		before := len(state.ChunkKeys(s))
+		if err := state.WriteRaw(s, "c/alice", []byte{3, 0xff}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DropCustomers([]string{"alice"}); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range state.ChunkKeys(s) {
+			if !strings.HasPrefix(k, "w/"+other+"\x00") {
+				t.Errorf("chunk %q left after DropCustomers", k)
+			}
+		}
+		if n := len(state.ChunkKeys(s)); n == 0 || n == before {
+			t.Errorf("%d chunks after dropping alice, %d before: want the neighbour's only", n, before)
 		}
 	})
 	t.Run("export and import", func(t *testing.T) {

@@ -512,23 +512,42 @@ func (w *replicaWriter) stageChunks(id string) error {
 	case err != nil:
 		return fmt.Errorf("state: read %q: %w", w.key, err)
 	}
+	w.win.reset()
 	err = item.Value(func(v []byte) error {
 		if len(v) == 0 || v[0] != windowHeadVersion {
 			return nil
 		}
-		w.win.reset()
 		return decodeWindow(&w.win, v, &w.in)
 	})
-	if err != nil {
-		// A corrupt record's chunks are left to their expiry.
-		w.s.log.Warn("stored window record corrupt; replacing it", "customer", id, "err", err)
-		return nil
+	switch {
+	case errors.Is(err, ErrCorrupt):
+		// Its chunks must go all the same (an erasure leaves nothing):
+		// find them by a scan of the customer's chunk keys.
+		w.s.log.Warn("stored window record corrupt; replacing it, its chunks found by a scan", "customer", id, "err", err)
+		return w.stageChunkScan(id)
+	case err != nil:
+		return fmt.Errorf("state: read %q: %w", w.key, err)
 	}
 	for _, r := range w.win.chunks {
 		o := write{key: appendChunkKey(w.alloc(len(prefixChunk)+len(id)+5), id, r.seq), del: true}
 		w.ops = append(w.ops, o)
 	}
 	w.win.reset()
+	return nil
+}
+
+// stageChunkScan adds the deletion of every chunk key of id.
+func (w *replicaWriter) stageChunkScan(id string) error {
+	prefix := appendChunkKey(nil, id, 0)
+	prefix = prefix[:len(prefix)-4]
+	it := w.txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		// The prefix of a longer id with a NUL in it matches too.
+		if k := it.Item().Key(); len(k) == len(prefix)+4 {
+			w.ops = append(w.ops, write{key: append(w.alloc(len(k)), k...), del: true})
+		}
+	}
 	return nil
 }
 
