@@ -89,9 +89,13 @@ type Config struct {
 
 	// Output.
 	Out        string    // directory for report.json, report.md and the plots; "" writes none
-	CPUProfile string    // CPU profile of the first engine run's measured phase: of a child engine, or in-process of the bench's process
+	CPUProfile string    // CPU profile of one engine run's measured phase (ProfileRun): of a child engine, or in-process of the bench's process
 	Trace      string    // execution trace of the same phase and process
 	MemProfile string    // heap profile of the same process at the end of the same phase
+	// ProfileRun is which engine run, counted from 1 in the order they
+	// run, the profiles are of (default 1): with --repeat and one point,
+	// the round.
+	ProfileRun int
 	Progress   io.Writer // progress lines; nil is none
 	Logger     *slog.Logger
 	// Dir is where points keep their engine data (default a temporary
@@ -103,7 +107,7 @@ type Config struct {
 	Version string
 	Args    []string
 
-	profiled *atomic.Bool // the CPU profile and trace were taken
+	engineRuns *atomic.Int64 // engine runs begun with profiles asked for, for ProfileRun
 }
 
 // The ways of pre-loading profiles (Config.ProfileLoad).
@@ -193,6 +197,9 @@ func FormatCount(n int) string {
 func (c *Config) Defaults() {
 	if c.Customers == 0 {
 		c.Customers = 100_000
+	}
+	if c.ProfileRun == 0 {
+		c.ProfileRun = 1
 	}
 	if c.Skew == 0 {
 		c.Skew = 1.1
@@ -322,6 +329,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Repeat < 1 || c.Repeat > 100 {
 		bad("--repeat must be 1 to 100")
+	}
+	switch {
+	case c.ProfileRun < 1:
+		bad("--profile-run must be 1 or more")
+	case c.ProfileRun > 1 && c.CPUProfile == "" && c.Trace == "" && c.MemProfile == "":
+		bad("--profile-run needs --cpuprofile, --trace or --memprofile")
+	case c.ProfileRun > c.Repeat && c.Sweep == nil && !c.Max:
+		bad("--profile-run %d: there are %d engine runs (--repeat)", c.ProfileRun, c.Repeat)
 	}
 	if c.Repeat > 1 && c.Max {
 		bad("--repeat and --max: a search makes many runs already; repeat fixed rates (--rate, --sweep rate)")

@@ -189,6 +189,24 @@ func TestBenchEndToEnd(t *testing.T) {
 	}
 }
 
+// TestProfileRun profiles the second of two rounds (--repeat 2
+// --profile-run 2): the report has the profile on that round only.
+func TestProfileRun(t *testing.T) {
+	cpu := filepath.Join(t.TempDir(), "cpu.prof")
+	rep, err := bench.Run(t.Context(), bench.Config{
+		Customers: 500, Rules: 10, Rate: 500, Duration: time.Second, Warmup: 500 * time.Millisecond,
+		Repeat: 2, ProfileRun: 2, CPUProfile: cpu,
+		Launcher: inProcess{}, Dir: t.TempDir(), Engine: bench.EngineOptions{Policy: "none"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := rep.Points[0].Runs
+	if len(runs) != 2 || runs[0].CPUProfile != nil || runs[1].CPUProfile == nil || runs[1].CPUProfile.Seconds <= 0 {
+		t.Fatalf("profiles of the rounds: %d runs, %+v", len(runs), runs)
+	}
+}
+
 // TestBenchChildProcess runs the built kairos binary as kairos bench does
 // by default: the engine and the baseline consumer child processes,
 // nats-server in the bench.

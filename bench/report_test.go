@@ -178,6 +178,25 @@ func TestPlan(t *testing.T) {
 	if err := cfg.Validate(); err != nil || !cfg.profilesChild() {
 		t.Errorf("profiles of a child engine: %v", err)
 	}
+	// --profile-run picks a run that exists, of profiles asked for.
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Launcher: &ChildLauncher{}, CPUProfile: "c", ProfileRun: 3, Repeat: 2}, "there are 2 engine runs"},
+		{Config{Launcher: &ChildLauncher{}, ProfileRun: 2, Repeat: 2}, "--profile-run needs --cpuprofile"},
+		{Config{Launcher: &ChildLauncher{}, CPUProfile: "c", ProfileRun: -1}, "--profile-run must be 1 or more"},
+	} {
+		tc.cfg.Defaults()
+		if err := tc.cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %q", tc.cfg, err, tc.want)
+		}
+	}
+	ok := Config{Launcher: &ChildLauncher{}, CPUProfile: "c", ProfileRun: 3, Repeat: 3}
+	ok.Defaults()
+	if err := ok.Validate(); err != nil {
+		t.Errorf("--repeat 3 --profile-run 3: %v", err)
+	}
 	cfg.Instances = 2
 	err := cfg.Validate()
 	for _, flag := range []string{"--cpuprofile", "--trace", "--memprofile"} {

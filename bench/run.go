@@ -113,7 +113,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := makeOutputDirs(&cfg); err != nil {
 		return nil, err
 	}
-	cfg.profiled = new(atomic.Bool)
+	cfg.engineRuns = new(atomic.Int64)
 	if cfg.profilesChild() {
 		cfg.Engine.Pprof = true
 	}
@@ -1064,13 +1064,13 @@ func (p *pointRun) usage(side string) (Usage, bool) {
 	return p.target.Usage()
 }
 
-// startProfile starts the CPU profile and the execution trace at the first
-// engine run's measured phase; the returned func stops them, writes the
+// startProfile starts the CPU profile and the execution trace at the
+// measured phase of engine run cfg.ProfileRun; the returned func stops them, writes the
 // heap profile and tells whether the CPU profile was written. In-process,
 // they are of the bench's own process; with a child engine, of the
 // engine's, through its /debug/pprof/.
 func (p *pointRun) startProfile(side string) (stop func() (cpu bool)) {
-	if (p.cfg.CPUProfile == "" && p.cfg.Trace == "" && p.cfg.MemProfile == "") || side != "engine" || p.cfg.profiled.Swap(true) {
+	if (p.cfg.CPUProfile == "" && p.cfg.Trace == "" && p.cfg.MemProfile == "") || side != "engine" || p.cfg.engineRuns.Add(1) != int64(p.cfg.ProfileRun) {
 		return func() bool { return false }
 	}
 	if p.cfg.profilesChild() {
