@@ -88,10 +88,10 @@ type Config struct {
 	Partitions int
 
 	// Output.
-	Out        string    // directory for report.json, report.md and the plots; "" writes none
-	CPUProfile string    // CPU profile of one engine run's measured phase (ProfileRun): of a child engine, or in-process of the bench's process
-	Trace      string    // execution trace of the same phase and process
-	MemProfile string    // heap profile of the same process at the end of the same phase
+	Out        string // directory for report.json, report.md and the plots; "" writes none
+	CPUProfile string // CPU profile of one engine run's measured phase (ProfileRun): of a child engine, or in-process of the bench's process
+	Trace      string // execution trace of the same phase and process
+	MemProfile string // heap profile of the same process at the end of the same phase
 	// ProfileRun is which engine run, counted from 1 in the order they
 	// run, the profiles are of (default 1): with --repeat and one point,
 	// the round.
