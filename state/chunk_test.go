@@ -2,6 +2,7 @@ package state_test
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -304,4 +305,79 @@ func TestChunksKeepTheCap(t *testing.T) {
 			checkSame(t, fmt.Sprintf("after event %d and a reload", i), p, load(t, s.Shard(0), "alice"), ref, t0+int64(i)*10*sec)
 		}
 	}
+}
+
+// TestChunksRandomHistories runs random histories through a store: events
+// mostly in order, some late (some older than sealed entries), commits of
+// one or several events, reloads, a plan that drops and brings back a
+// series, and reopens; after each step the stored customer's values equal
+// those of a customer that was never written.
+func TestChunksRandomHistories(t *testing.T) {
+	full := mustPlan(t, 30*24*time.Hour, chunkSpecs...)
+	noViews := mustPlan(t, 30*24*time.Hour, chunkSpecs[1:]...)
+	for seed := range int64(6) {
+		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(seed), 7))
+			dir := t.TempDir()
+			opts := state.Options{Dir: dir, GCInterval: -1, MaxSeriesEntries: 400}
+			s := statetest.Open(t, opts)
+			refStore := statetest.Open(t, state.Options{GCInterval: -1, MaxSeriesEntries: 400})
+			ref := load(t, refStore.Shard(0), "alice")
+			p := full
+			ts := t0
+			b := s.NewBatch()
+			for step := range 1200 {
+				c := load(t, s.Shard(0), "alice")
+				for range 1 + rng.IntN(3) {
+					at := ts + int64(rng.IntN(20))*sec
+					ts = max(ts, at)
+					if rng.IntN(20) == 0 {
+						at -= int64(rng.IntN(3000)) * sec // late, often before sealed entries
+					}
+					typ := "view"
+					if rng.IntN(3) == 0 {
+						typ = "buy"
+					}
+					attrs := map[string]any{"amount": float64(rng.IntN(1000)) / 4, "sku": rng.IntN(40)}
+					c.Apply(p, typ, at, attrs)
+					ref.Apply(p, typ, at, attrs)
+				}
+				b.Put(c)
+				commit(t, s, b)
+				switch rng.IntN(40) {
+				case 0:
+					s.Invalidate("alice")
+				case 1:
+					if p == full {
+						p = noViews
+					} else {
+						p = full
+					}
+				case 2:
+					if err := s.Close(); err != nil {
+						t.Fatal(err)
+					}
+					s = statetest.Open(t, opts)
+					b = s.NewBatch()
+				}
+				if step%25 == 0 {
+					s.Invalidate("alice")
+					c = load(t, s.Shard(0), "alice")
+					checkSamePlan(t, fmt.Sprint("step ", step), p, c, ref, ts)
+				}
+			}
+			if n := len(state.ChunkKeys(s)); n > 9 {
+				t.Errorf("%d chunks at the end, want at most 9", n)
+			}
+		})
+	}
+}
+
+// checkSamePlan is checkSame for the aggregates of plan p: both customers
+// are aligned to p first.
+func checkSamePlan(t *testing.T, what string, p *state.Plan, c, ref *state.Customer, at int64) {
+	t.Helper()
+	c.Value(p, 0, at)
+	ref.Value(p, 0, at)
+	checkSame(t, what, p, c, ref, at)
 }
