@@ -146,6 +146,68 @@ func BenchmarkCommitLongHistory(b *testing.B) {
 	}
 }
 
+// BenchmarkLoadMissLongHistory is BenchmarkLoadMiss for customers with
+// long histories: 2,000 customers with 300 to 555 events (900 to 1,665
+// window entries) each, committed one event per batch, so that their
+// window records have chunks; a cache of 256 customers makes every load
+// read Badger.
+func BenchmarkLoadMissLongHistory(b *testing.B) {
+	s := statetest.Open(b, state.Options{GCInterval: -1, CacheCustomers: 256})
+	p := mustPlan(b, 30*24*time.Hour,
+		state.AggSpec{Kind: state.Count, Type: "view", Window: 30 * 24 * time.Hour},
+		state.AggSpec{Kind: state.Sum, Type: "buy", Attr: "amount", Window: 30 * 24 * time.Hour},
+		state.AggSpec{Kind: state.Distinct, Type: "*", Attr: "sku", Window: 30 * 24 * time.Hour},
+		state.AggSpec{Kind: state.Since, Type: "buy"})
+	sh := s.Shard(0)
+	batch := s.NewBatch()
+	const n = 2000
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("customer-%07d", i)
+	}
+	attrs := map[string]any{"amount": 12.5, "sku": "sku-1"}
+	ts := t0
+	for round := range 300 + 255 {
+		ts += sec
+		for i, id := range ids {
+			if round < i%256 {
+				continue
+			}
+			c := load(b, sh, id)
+			c.Apply(p, "buy", ts, attrs)
+			batch.Put(c)
+			if i%100 == 99 { // a batch of whole records fits a transaction
+				if err := s.Commit(batch); err != nil {
+					b.Fatal(err)
+				}
+				batch.Reset()
+			}
+		}
+		if err := s.Commit(batch); err != nil {
+			b.Fatal(err)
+		}
+		batch.Reset()
+	}
+	sum := 0.0
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		c, err := sh.Load(ids[(i*7919)%n])
+		if err != nil {
+			b.Fatal(err)
+		}
+		sum += c.Value(p, 1, ts)
+		if i%256 == 255 {
+			if err := s.Commit(batch); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if sum == 0 {
+		b.Fatal("no values")
+	}
+}
+
 // BenchmarkCommitDecisions commits one decision for each of 128
 // customers that keep their last 20 (filled before the timer starts), as
 // the engine does for an event whose rule matched.

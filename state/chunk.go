@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -142,61 +141,78 @@ func (b *Batch) deleteChunks(c *Customer) {
 	c.chunks = c.chunks[:0]
 }
 
-// readChunks reads the chunks c's window record lists, after
-// decodeWindow, and puts their entries before the record's own. A chunk
-// Badger has collected (its expiry passed) is left out of the list.
-func readChunks(txn *badger.Txn, c *Customer, key []byte, in *interner) ([]byte, error) {
-	if len(c.chunks) == 0 {
-		return key, nil
-	}
-	c.beginChunks()
-	live := c.chunks[:0]
-	for _, r := range c.chunks {
+// readWindow decodes v, the stored window record of c, into c: with the
+// chunks it lists read in txn, their entries first and in order, then the
+// record's own. A chunk Badger has collected (its expiry passed) is left
+// out of the list. key is scratch. It never panics; on error c's series
+// and chunks are left empty.
+func readWindow(txn *badger.Txn, c *Customer, v, key []byte, in *interner) ([]byte, error) {
+	err := decodeWindowChunks(c, v, in, func(r chunkRef, decode func([]byte) error) (bool, error) {
 		key = appendChunkKey(key[:0], c.id, r.seq)
 		item, err := txn.Get(key)
 		if errors.Is(err, badger.ErrKeyNotFound) {
-			continue
+			return false, nil
 		}
 		if err == nil {
-			err = item.Value(func(v []byte) error { return decodeSeries(c, v, in, true) })
+			err = item.Value(decode)
 		}
 		if err != nil {
-			return key, fmt.Errorf("state: load chunk %d of %q: %w", r.seq, c.id, err)
+			return false, fmt.Errorf("chunk %d: %w", r.seq, err)
 		}
-		live = append(live, r)
-	}
-	clear(c.chunks[len(live):])
-	c.chunks = live
-	if err := c.orderChunks(); err != nil {
-		return key, fmt.Errorf("state: load %q: %w", c.id, err)
-	}
-	return key, nil
+		return true, nil
+	})
+	return key, err
 }
 
-// beginChunks prepares c, just decoded, for the entries of its chunks:
-// until orderChunks, sealed holds how many entries each series has from
-// the window record.
-func (c *Customer) beginChunks() {
-	for i := range c.series {
-		c.series[i].sealed = len(c.series[i].ts)
+// decodeWindowChunks is readWindow with the chunks from get, which calls
+// decode with the chunk's value and tells whether it was found.
+func decodeWindowChunks(c *Customer, v []byte, in *interner, get func(r chunkRef, decode func([]byte) error) (bool, error)) error {
+	d := decoder{b: v}
+	if version := d.byte("version"); d.err != nil || version != windowHeadVersion {
+		return decodeWindow(c, v, in)
 	}
+	c.plan = nil
+	c.series = c.series[:0]
+	c.dropNames()
+	c.chunks, c.nextChunk = c.chunks[:0], 0
+	err := decodeChunkList(c, &d)
+	live := c.chunks[:0]
+	for _, r := range c.chunks {
+		if err != nil {
+			break
+		}
+		var found bool
+		found, err = get(r, func(b []byte) error { return decodeChunk(c, b, in) })
+		if found && err == nil {
+			live = append(live, r)
+		}
+	}
+	if err == nil {
+		clear(c.chunks[len(live):])
+		c.chunks = live
+		// The entries so far are the chunks'; the record's own come after.
+		for i := range c.series {
+			c.series[i].sealed = len(c.series[i].ts)
+		}
+		err = decodeSeries(c, &d, windowVersion, in, true)
+	}
+	if err == nil {
+		err = c.checkChunked()
+	}
+	if err != nil {
+		c.series = c.series[:0]
+		c.dropNames()
+		c.chunks, c.nextChunk = c.chunks[:0], 0
+	}
+	return err
 }
 
-// orderChunks puts the entries of the chunks, decoded after the window
-// record's, before them, checks that every series is in time order, and
-// keeps at most maxEntries of each.
-func (c *Customer) orderChunks() error {
+// checkChunked checks that every series of c, its chunks' entries and its
+// record's read one after the other, is in time order, and keeps at most
+// maxEntries of each.
+func (c *Customer) checkChunked() error {
 	for i := range c.series {
 		s := &c.series[i]
-		own := s.sealed
-		rotate(s.ts, own)
-		switch s.kind {
-		case kindNumber:
-			rotate(s.num, own)
-		case kindHash:
-			rotate(s.hash, own)
-		}
-		s.sealed = len(s.ts) - own
 		for j := 1; j < len(s.ts); j++ {
 			if s.ts[j] < s.ts[j-1] {
 				return corruptf("chunks out of time order")
@@ -211,16 +227,6 @@ func (c *Customer) orderChunks() error {
 	return nil
 }
 
-// rotate moves the first k elements of x to its end.
-func rotate[T any](x []T, k int) {
-	if k == 0 || k == len(x) {
-		return
-	}
-	slices.Reverse(x[:k])
-	slices.Reverse(x[k:])
-	slices.Reverse(x)
-}
-
 // fullWindow returns the window record, v2, holding every entry of the
 // customer whose stored record, read in txn, is v: v itself when it lists
 // no chunks.
@@ -229,10 +235,7 @@ func fullWindow(txn *badger.Txn, customerID string, v []byte) ([]byte, error) {
 		return v, nil
 	}
 	c := &Customer{id: customerID}
-	if err := decodeWindow(c, v, nil); err != nil {
-		return nil, err
-	}
-	if _, err := readChunks(txn, c, nil, nil); err != nil {
+	if _, err := readWindow(txn, c, v, nil, nil); err != nil {
 		return nil, err
 	}
 	return appendWindow(nil, c), nil

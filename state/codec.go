@@ -270,15 +270,27 @@ func (d *decoder) bytes(what string) []byte {
 
 // decodeWindow replaces the series of c with the record in data, reusing
 // c's arrays; in, when not nil, interns the series' types and attributes.
-// A record of version 3 also gives c its chunk list (the entries of the
-// chunks are read by readChunks). data is not retained. It never panics;
-// on error c's series and chunks are left empty.
+// A record of version 3 also gives c its chunk list, and only its own
+// entries: readWindow reads the chunks' first. data is not retained. It
+// never panics; on error c's series and chunks are left empty.
 func decodeWindow(c *Customer, data []byte, in *interner) error {
 	c.plan = nil
 	c.series = c.series[:0]
 	c.dropNames()
 	c.chunks, c.nextChunk = c.chunks[:0], 0
-	err := decodeSeries(c, data, in, false)
+	d := decoder{b: data}
+	version := d.byte("version")
+	if d.err == nil && version == windowHeadVersion {
+		version = windowVersion
+		if err := decodeChunkList(c, &d); err != nil {
+			c.chunks, c.nextChunk = c.chunks[:0], 0
+			return err
+		}
+	}
+	err := d.err
+	if err == nil {
+		err = decodeSeries(c, &d, version, in, false)
+	}
 	if err != nil {
 		c.series = c.series[:0]
 		c.dropNames()
@@ -287,34 +299,50 @@ func decodeWindow(c *Customer, data []byte, in *interner) error {
 	return err
 }
 
-// decodeSeries reads a window record into c. With chunk, data is a chunk
-// (version 1 or 2) whose entries are appended to c's series of the same
-// type, attribute and kind (a series c lacks is added); the caller puts
-// them in order (readChunks).
-func decodeSeries(c *Customer, data []byte, in *interner, chunk bool) error {
+// decodeChunkList reads the chunk list of a version 3 record, after its
+// version byte, into c.
+func decodeChunkList(c *Customer, d *decoder) error {
+	next := d.uvarint("next chunk")
+	// Every chunk takes at least 3 bytes.
+	nc := d.uvarint("chunk count")
+	if d.err == nil && (next > math.MaxUint32 || nc > uint64(len(d.b))/3) {
+		return corruptf("chunk count %d or next chunk %d out of range", nc, next)
+	}
+	c.nextChunk = uint32(next)
+	for k := uint64(0); k < nc && d.err == nil; k++ {
+		seq := d.uvarint("chunk sequence")
+		exp := d.uvarint("chunk expiry")
+		flags := d.byte("chunk flags")
+		if d.err == nil && (seq >= next || flags > 1 || k > 0 && uint32(seq) <= c.chunks[k-1].seq) {
+			return corruptf("chunk %d of %d with flags %d, not after the one before", seq, next, flags)
+		}
+		c.chunks = append(c.chunks, chunkRef{seq: uint32(seq), expires: exp, base: flags == 1})
+	}
+	return d.err
+}
+
+// decodeChunk appends the entries of a chunk (a record of version 1 or 2)
+// to c's series of the same type, attribute and kind (a series c lacks is
+// added). The caller checks the order (readWindow).
+func decodeChunk(c *Customer, data []byte, in *interner) error {
 	d := decoder{b: data}
 	version := d.byte("version")
-	if d.err == nil && version != 1 && version != windowVersion && (chunk || version != windowHeadVersion) {
-		return corruptf("unknown window record version %d", version)
+	if d.err != nil {
+		return d.err
 	}
-	if version == windowHeadVersion {
-		next := d.uvarint("next chunk")
-		// Every chunk takes at least 3 bytes.
-		nc := d.uvarint("chunk count")
-		if d.err == nil && (next > math.MaxUint32 || nc > uint64(len(d.b))/3) {
-			return corruptf("chunk count %d or next chunk %d out of range", nc, next)
-		}
-		c.nextChunk = uint32(next)
-		for k := uint64(0); k < nc && d.err == nil; k++ {
-			seq := d.uvarint("chunk sequence")
-			exp := d.uvarint("chunk expiry")
-			flags := d.byte("chunk flags")
-			if d.err == nil && (seq >= next || flags > 1) {
-				return corruptf("chunk %d of %d with flags %d", seq, next, flags)
-			}
-			c.chunks = append(c.chunks, chunkRef{seq: uint32(seq), expires: exp, base: flags == 1})
-		}
-		version = windowVersion
+	if version != 1 && version != windowVersion {
+		return corruptf("unknown chunk version %d", version)
+	}
+	return decodeSeries(c, &d, version, in, true)
+}
+
+// decodeSeries reads the series part of a window record of the version
+// (1 or 2) into c. With chunk, the entries are appended to c's series
+// of the same type, attribute and kind (a series c lacks is added), as
+// for a chunk.
+func decodeSeries(c *Customer, d *decoder, version byte, in *interner, chunk bool) error {
+	if version != 1 && version != windowVersion {
+		return corruptf("unknown window record version %d", version)
 	}
 	ns := d.uvarint("series count")
 	// Every series takes at least 4 bytes.

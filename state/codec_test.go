@@ -157,8 +157,8 @@ func FuzzDecodeCustomer(f *testing.F) {
 	})
 }
 
-// FuzzDecodeChunk decodes data as a chunk of a customer decoded from a
-// window record that lists chunks, as readChunks does.
+// FuzzDecodeChunk decodes data as the chunks of a window record that
+// lists two, as Load does.
 func FuzzDecodeChunk(f *testing.F) {
 	recs := seedRecords(f)
 	for _, rec := range recs {
@@ -167,17 +167,15 @@ func FuzzDecodeChunk(f *testing.F) {
 	head := recs["head-with-chunks"]
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c := newTestCustomer()
-		if err := decodeWindow(c, head, &interner{}); err != nil {
-			t.Fatal(err)
-		}
-		c.beginChunks()
-		err := decodeSeries(c, data, &interner{}, true)
-		if err == nil {
-			err = c.orderChunks()
-		}
+		err := decodeWindowChunks(c, head, &interner{}, func(r chunkRef, decode func([]byte) error) (bool, error) {
+			return true, decode(data)
+		})
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("error %v does not wrap ErrCorrupt", err)
+			}
+			if len(c.series) != 0 || len(c.chunks) != 0 {
+				t.Fatalf("failed decode left %d series, %d chunks", len(c.series), len(c.chunks))
 			}
 			return
 		}

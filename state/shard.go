@@ -124,7 +124,27 @@ func readCustomer(txn *badger.Txn, c *Customer, key []byte, sh *Shard) (_ []byte
 	if sh != nil {
 		in = &sh.in
 	}
-	for _, prefix := range [...]string{prefixCustomer, prefixProfile, prefixPolicy} {
+	// The window record and the chunks it lists. (Txn.Get copies the
+	// value, so it stays valid while the chunks are read; the key buffer
+	// is reused for theirs.)
+	key = append(append(key[:0], prefixCustomer...), c.id...)
+	item, err := txn.Get(key)
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+		err = nil
+	case err == nil:
+		found = true
+		c.windowExpires, c.storedWindow = item.ExpiresAt(), true
+		err = item.Value(func(v []byte) error {
+			var err error
+			key, err = readWindow(txn, c, v, key, in)
+			return err
+		})
+	}
+	if err != nil {
+		return key, found, fmt.Errorf("state: load %q: %w", prefixCustomer+c.id, err)
+	}
+	for _, prefix := range [...]string{prefixProfile, prefixPolicy} {
 		key = append(append(key[:0], prefix...), c.id...)
 		item, err := txn.Get(key)
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -134,9 +154,6 @@ func readCustomer(txn *badger.Txn, c *Customer, key []byte, sh *Shard) (_ []byte
 			found = true
 			err = item.Value(func(v []byte) error {
 				switch prefix {
-				case prefixCustomer:
-					c.windowExpires, c.storedWindow = item.ExpiresAt(), true
-					return decodeWindow(c, v, in)
 				case prefixProfile:
 					c.storedProfile = true
 					if sh == nil {
@@ -157,8 +174,7 @@ func readCustomer(txn *badger.Txn, c *Customer, key []byte, sh *Shard) (_ []byte
 			return key, found, fmt.Errorf("state: load %q: %w", key, err)
 		}
 	}
-	key, err = readChunks(txn, c, key, in)
-	return key, found, err
+	return key, found, nil
 }
 
 // decodeProfile decodes a msgpack map with string keys into m.
