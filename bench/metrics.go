@@ -28,6 +28,9 @@ type EngineStats struct {
 	BatchMillisMean     float64 `json:"batch_ms_mean"`
 	CommitMillisMean    float64 `json:"commit_ms_mean"`
 	CommitBytesPerEvent float64 `json:"commit_bytes_per_event"`
+	// CommitKeysPerEvent is the keys the commits wrote or deleted, per
+	// event: Badger's cost per key outweighs a kilobyte of value.
+	CommitKeysPerEvent float64 `json:"commit_keys_per_event"`
 	// ChangelogMillisMean is the mean write of a batch to the changelog,
 	// before the Badger commit (cluster mode only).
 	ChangelogMillisMean float64 `json:"changelog_ms_mean,omitempty"`
@@ -131,6 +134,7 @@ func engineStats(a, b metricsSnapshot) *EngineStats {
 	s.EmittedPerEvent = d(`kairos_decisions_total{outcome="emitted"}`) / s.Events
 	s.SuppressedPerEvent = d(`kairos_decisions_total{outcome="suppressed"}`) / s.Events
 	s.CommitBytesPerEvent = d("kairos_state_commit_bytes_sum") / s.Events
+	s.CommitKeysPerEvent = d("kairos_state_commit_keys_total") / s.Events
 	if s.Batches > 0 {
 		s.BatchSizeMean = d("kairos_engine_batch_size_sum") / s.Batches
 		s.BatchMillisMean = 1000 * d("kairos_engine_batch_duration_seconds_sum") / s.Batches

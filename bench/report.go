@@ -571,14 +571,14 @@ func (r *Report) Markdown(w io.Writer, plots map[int]string) {
 				clHead, clSep = " changelog ms |", "--:|"
 			}
 			fmt.Fprintf(w, "):\n\n")
-			fmt.Fprintf(w, "| target/s | rule matches/event | offers emitted/event | suppressed/event | batch size | batch ms |%s commit ms | commit bytes/event | cache hits | CPU µs/event | collections | collector's CPU (assists) | page faults/s |\n|--:|--:|--:|--:|--:|--:|%s--:|--:|--:|--:|--:|--:|--:|\n", clHead, clSep)
+			fmt.Fprintf(w, "| target/s | rule matches/event | offers emitted/event | suppressed/event | batch size | batch ms |%s commit ms | commit bytes/event | commit keys/event | cache hits | CPU µs/event | collections | collector's CPU (assists) | page faults/s |\n|--:|--:|--:|--:|--:|--:|%s--:|--:|--:|--:|--:|--:|--:|--:|\n", clHead, clSep)
 			for _, x := range internals {
 				e := x.Engine
 				if p.Cluster {
 					cl = fmt.Sprintf(" %.1f |", e.ChangelogMillisMean)
 				}
-				fmt.Fprintf(w, "| %s | %.2f | %.3f | %.3f | %.0f | %.1f |%s %.1f | %.0f | %.0f%% | %.0f | %s |\n", rateCell(&x), e.MatchesPerEvent, e.EmittedPerEvent, e.SuppressedPerEvent,
-					e.BatchSizeMean, e.BatchMillisMean, cl, e.CommitMillisMean, e.CommitBytesPerEvent, 100*e.CacheHitRatio, x.CPUMicrosPerEvent, runtimeCells(&x))
+				fmt.Fprintf(w, "| %s | %.2f | %.3f | %.3f | %.0f | %.1f |%s %.1f | %.0f | %.2f | %.0f%% | %.0f | %s |\n", rateCell(&x), e.MatchesPerEvent, e.EmittedPerEvent, e.SuppressedPerEvent,
+					e.BatchSizeMean, e.BatchMillisMean, cl, e.CommitMillisMean, e.CommitBytesPerEvent, e.CommitKeysPerEvent, 100*e.CacheHitRatio, x.CPUMicrosPerEvent, runtimeCells(&x))
 			}
 			fmt.Fprintf(w, "\nThe collector's CPU is its share of the engine's busy CPU by the Go runtime's own accounting, assists the share of that which goroutines spent marking before they could allocate (the stalls of a collection). Page faults are the engine process's over the measured time, from /proc.\n")
 		}

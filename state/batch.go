@@ -491,6 +491,11 @@ func (s *Store) Commit(b *Batch) error {
 	if s.metrics != nil {
 		s.metrics.commitDuration.Observe(time.Since(start).Seconds())
 		s.metrics.commitBytes.Observe(float64(len(b.arena)))
+		keys := b.Len()
+		if b.hasApplied {
+			keys++
+		}
+		s.metrics.commitKeys.Add(float64(keys))
 	}
 	return nil
 }

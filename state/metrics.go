@@ -17,6 +17,7 @@ type Metrics struct {
 	cacheEvictions prometheus.Counter
 	commitDuration prometheus.Histogram
 	commitBytes    prometheus.Histogram
+	commitKeys     prometheus.Counter
 	seriesOverflow prometheus.Counter
 
 	// store is the open Store whose Badger sizes the gauges report.
@@ -49,6 +50,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "kairos", Subsystem: "state", Name: "commit_bytes",
 			Help:    "Encoded keys and values of successful batch commits.",
 			Buckets: prometheus.ExponentialBuckets(1<<10, 4, 10), // 1 KiB .. 256 MiB
+		}),
+		commitKeys: f.NewCounter(prometheus.CounterOpts{
+			Namespace: "kairos", Subsystem: "state", Name: "commit_keys_total",
+			Help: "Keys written or deleted by successful batch commits (the watermark included): Badger's cost per key outweighs a kilobyte of value.",
 		}),
 		seriesOverflow: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "kairos", Subsystem: "state", Name: "series_overflow_total",

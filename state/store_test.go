@@ -129,7 +129,7 @@ func TestCommitAndReopen(t *testing.T) {
 	b.Put(c)
 	w := state.Watermark{Stream: "EVENTS", StreamCreated: 1_700_000_000_123_456_789, Seq: 12345}
 	b.SetApplied(w)
-	// The window record, a chunk of its 500 entries, the watermark.
+	// The window record, a chunk of its 500 entries, the profile.
 	if b.Len() != 3 || !reflect.DeepEqual(b.Customers(), []string{"alice"}) {
 		t.Fatalf("batch Len %d Customers %v, want 3 [alice]", b.Len(), b.Customers())
 	}
@@ -300,6 +300,10 @@ func TestInvalidateForcesReread(t *testing.T) {
 	}
 	if n := metricValue(t, reg, "kairos_state_commit_bytes"); n != 1 {
 		t.Errorf("commit_bytes count %v, want 1", n)
+	}
+	// One commit of dave's window record.
+	if n := metricValue(t, reg, "kairos_state_commit_keys_total"); n != 1 {
+		t.Errorf("commit_keys_total %v, want 1", n)
 	}
 	metricValue(t, reg, "kairos_state_lsm_size_bytes")
 	metricValue(t, reg, "kairos_state_vlog_size_bytes")
