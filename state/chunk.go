@@ -97,6 +97,12 @@ func (b *Batch) putWindow(c *Customer, slot int, now time.Time) {
 			b.deleteChunks(c)
 		}
 		base = base || len(c.chunks) == 0 // it holds all that is sealed
+		if base {
+			// No chunk key is left (those deleted above go first in
+			// the transaction): numbering starts over, so sequence
+			// numbers stay below maxSmallChunks+1.
+			c.nextChunk = 0
+		}
 		o := op{kind: opSet, customerSlot: -1, expires: exp}
 		o.k0 = len(b.arena)
 		b.arena = appendChunkKey(b.arena, c.id, c.nextChunk)
