@@ -97,10 +97,13 @@ func (b *Batch) putWindow(c *Customer, slot int, now time.Time) {
 			b.deleteChunks(c)
 		}
 		base = base || len(c.chunks) == 0 // it holds all that is sealed
-		if base {
+		if base && c.nextChunk >= 1<<31 {
 			// No chunk key is left (those deleted above go first in
-			// the transaction): numbering starts over, so sequence
-			// numbers stay below maxSmallChunks+1.
+			// the transaction), so numbering may start over before it
+			// wraps. Only then: a key written again has versions in
+			// several LSM levels, and Badger's Get reads every level
+			// holding one (loads took 25% longer when every base was
+			// chunk 0).
 			c.nextChunk = 0
 		}
 		o := op{kind: opSet, customerSlot: -1, expires: exp}
@@ -177,10 +180,7 @@ func decodeWindowChunks(c *Customer, v []byte, in *interner, get func(r chunkRef
 	if version := d.byte("version"); d.err != nil || version != windowHeadVersion {
 		return decodeWindow(c, v, in)
 	}
-	c.plan = nil
-	c.series = c.series[:0]
-	c.dropNames()
-	c.chunks, c.nextChunk = c.chunks[:0], 0
+	c.clearWindow()
 	err := decodeChunkList(c, &d)
 	live := c.chunks[:0]
 	for _, r := range c.chunks {
@@ -206,9 +206,7 @@ func decodeWindowChunks(c *Customer, v []byte, in *interner, get func(r chunkRef
 		err = c.checkChunked()
 	}
 	if err != nil {
-		c.series = c.series[:0]
-		c.dropNames()
-		c.chunks, c.nextChunk = c.chunks[:0], 0
+		c.clearWindow()
 	}
 	return err
 }

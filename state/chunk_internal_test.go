@@ -51,3 +51,41 @@ func TestChunkNearExpiryReseals(t *testing.T) {
 		t.Errorf("count %v after the reseal, want 41", got)
 	}
 }
+
+// TestChunkNumbersStartOverBeforeWrapping: a base written past 2^31 is
+// chunk 0, and the customer loads.
+func TestChunkNumbersStartOverBeforeWrapping(t *testing.T) {
+	s, err := Open(Options{Dir: t.TempDir(), GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p, err := NewPlan([]AggSpec{{Kind: Count, Type: "view", Window: 30 * 24 * time.Hour}}, 30*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const t0 = int64(1_700_000_000_000)
+	c, err := s.Shard(0).Load("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.nextChunk = 1<<32 - 1
+	b := s.NewBatch()
+	for i := range 40 {
+		c.Apply(p, "view", t0+int64(i)*1000, nil)
+	}
+	b.Put(c)
+	if err := s.Commit(b); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.chunks) != 1 || c.chunks[0].seq != 0 || !c.chunks[0].base || c.nextChunk != 1 {
+		t.Fatalf("chunks %+v, next %d: want base chunk 0, next 1", c.chunks, c.nextChunk)
+	}
+	s.Invalidate("alice")
+	if c, err = s.Shard(0).Load("alice"); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Value(p, 0, t0+39_000); got != 40 {
+		t.Errorf("count %v, want 40", got)
+	}
+}

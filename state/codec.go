@@ -274,29 +274,30 @@ func (d *decoder) bytes(what string) []byte {
 // entries: readWindow reads the chunks' first. data is not retained. It
 // never panics; on error c's series and chunks are left empty.
 func decodeWindow(c *Customer, data []byte, in *interner) error {
-	c.plan = nil
-	c.series = c.series[:0]
-	c.dropNames()
-	c.chunks, c.nextChunk = c.chunks[:0], 0
+	c.clearWindow()
 	d := decoder{b: data}
 	version := d.byte("version")
 	if d.err == nil && version == windowHeadVersion {
 		version = windowVersion
-		if err := decodeChunkList(c, &d); err != nil {
-			c.chunks, c.nextChunk = c.chunks[:0], 0
-			return err
-		}
+		d.err = decodeChunkList(c, &d)
 	}
 	err := d.err
 	if err == nil {
 		err = decodeSeries(c, &d, version, in, false)
 	}
 	if err != nil {
-		c.series = c.series[:0]
-		c.dropNames()
-		c.chunks, c.nextChunk = c.chunks[:0], 0
+		c.clearWindow()
 	}
 	return err
+}
+
+// clearWindow empties c's series and chunk list, keeping their arrays.
+func (c *Customer) clearWindow() {
+	c.plan = nil
+	c.series = c.series[:0]
+	c.dropNames()
+	clear(c.chunks)
+	c.chunks, c.nextChunk = c.chunks[:0], 0
 }
 
 // decodeChunkList reads the chunk list of a version 3 record, after its

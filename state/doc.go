@@ -82,9 +82,10 @@
 //   - When a customer has 8 chunks besides its base chunk, the next seal
 //     writes a new base holding every live entry and deletes the others:
 //     a load reads at most 10 keys, and an entry is written again about
-//     once per 256 entries that come after it. A base is chunk 0: the
-//     numbering starts over with it (the deletions go first in the
-//     transaction), so sequence numbers stay below 9.
+//     once per 256 entries that come after it. Sequence numbers are not
+//     reused (a key written again has versions in several LSM levels,
+//     which a Get reads), except that a base starts them over from 0
+//     once they pass 2^31, before they could wrap.
 //   - Load reads the chunks the record lists after it, in the same read
 //     transaction, and decodes their entries first, then the record's
 //     own: sealed entries are the oldest of each series (a chunk Badger
