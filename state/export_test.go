@@ -24,6 +24,10 @@ func MayHave(s *Store, customerID string) bool { return s.known.mayHave(customer
 // ended.
 func PresenceReady(s *Store) bool { return s.known.f.Load() != nil }
 
+// PresenceLimit returns how many customers the store's filter is sized
+// for.
+func PresenceLimit(s *Store) int64 { return s.known.f.Load().limit }
+
 // ForgetPresence makes the store's cache misses read every record, as
 // before its first scan; no scan may run.
 func ForgetPresence(s *Store) { s.known.f.Store(nil) }

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"context"
 	"hash/maphash"
 	"math/bits"
@@ -32,7 +33,8 @@ import (
 // commit: either the scan began after the commit and sees it, or pending
 // holds it). When the customers added outgrow the filter's size (16 bits
 // each), a scan builds one twice as large in the background while the old
-// one keeps answering.
+// one keeps answering. The scan keeps no list of the keys: it sizes the
+// filter from Badger's table key counts and fills it as it reads.
 type presence struct {
 	seed maphash.Seed
 	f    atomic.Pointer[bloom] // nil until the first scan ends
@@ -41,6 +43,7 @@ type presence struct {
 	mu       sync.Mutex
 	pending  []uint64
 	grow     chan struct{} // wakes the scanner to rebuild (buffered 1)
+	counted  int64         // keys the last scan read, and its pending (scanner only)
 
 	// testScanRead and testScanDone, when set, are called by a scan
 	// after it read the keys of its snapshot and after it swapped its
@@ -152,33 +155,31 @@ func (p *presence) run(ctx context.Context, db *badger.DB, onErr func(error)) {
 	}
 }
 
+// scan builds a filter from the keys of a snapshot and puts it in use.
+// The filter is sized before the scan, from the key counts of Badger's
+// tables that may hold c/ or k/ keys (or twice the current filter when
+// larger), and filled as the keys are read: no list of the keys is kept,
+// so a rebuild at millions of customers needs no memory beyond the two
+// filters. A filter the scan overfills (the memtables' keys are not
+// counted) asks at once for the next, sized from the keys it read.
 func (p *presence) scan(ctx context.Context, db *badger.DB) error {
-	p.building.Store(true)
-	done := func(f *bloom) {
-		p.mu.Lock()
-		if f != nil {
-			for _, h := range p.pending {
-				f.add(h)
-			}
-			p.f.Store(f)
-		}
-		p.building.Store(false)
-		p.pending = nil
-		p.mu.Unlock()
-		if f != nil && p.testScanDone != nil {
-			p.testScanDone()
-		}
+	size := max(tableKeys(db), 2*p.counted)
+	if old := p.f.Load(); old != nil {
+		size = max(size, 2*old.limit)
 	}
-	var hs []uint64
+	f := newBloom(size)
+	full := false
+	p.building.Store(true)
+	n := int64(0)
 	err := db.View(func(txn *badger.Txn) error {
 		for _, prefix := range [...]string{prefixCustomer, prefixPolicy} {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix)})
 			for it.Rewind(); it.Valid(); it.Next() {
-				if len(hs)&4095 == 0 && ctx.Err() != nil {
+				if n++; n&4095 == 0 && ctx.Err() != nil {
 					it.Close()
 					return ctx.Err()
 				}
-				hs = append(hs, p.hash(it.Item().Key()[len(prefix):]))
+				full = f.add(p.hash(it.Item().Key()[len(prefix):])) || full
 			}
 			it.Close()
 		}
@@ -187,18 +188,45 @@ func (p *presence) scan(ctx context.Context, db *badger.DB) error {
 		}
 		return nil
 	})
+	p.mu.Lock()
+	if err == nil {
+		for _, h := range p.pending {
+			full = f.add(h) || full
+		}
+		p.f.Store(f)
+		p.counted = n + int64(len(p.pending))
+	}
+	p.building.Store(false)
+	p.pending = nil
+	p.mu.Unlock()
 	if err != nil {
-		done(nil)
 		return err
 	}
-	size := int64(len(hs))
-	if old := p.f.Load(); old != nil {
-		size = max(size, 2*old.limit)
+	if full {
+		select {
+		case p.grow <- struct{}{}:
+		default:
+		}
 	}
-	f := newBloom(size)
-	for _, h := range hs {
-		f.add(h)
+	if p.testScanDone != nil {
+		p.testScanDone()
 	}
-	done(f)
 	return nil
+}
+
+// tableKeys returns the keys of Badger's tables whose key range overlaps
+// c/ or k/: more than those prefixes hold (other keys of the tables at
+// their edges, older versions), none of what the memtables hold.
+func tableKeys(db *badger.DB) int64 {
+	var n int64
+	for _, t := range db.Tables() {
+		for _, prefix := range [...]string{prefixCustomer, prefixPolicy} {
+			end := []byte{prefix[0], prefix[1] + 1}
+			if bytes.Compare(t.Right, []byte(prefix)) >= 0 && bytes.Compare(t.Left, end) < 0 {
+				n += int64(t.KeyCount)
+				break
+			}
+		}
+	}
+	return n
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kairos-engine/kairos/state"
 	"github.com/kairos-engine/kairos/state/statetest"
 )
@@ -72,7 +74,8 @@ func TestPresenceSkipsOnlyCustomersWithoutRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s, _ = openScanned(t, state.Options{Dir: dir, GCInterval: -1}, nil)
+	reg := prometheus.NewRegistry()
+	s, _ = openScanned(t, state.Options{Dir: dir, GCInterval: -1, Metrics: state.NewMetrics(reg)}, nil)
 	checkPresence(t, s)
 	for i := range 100 {
 		id := fmt.Sprint("profile-", i)
@@ -89,6 +92,9 @@ func TestPresenceSkipsOnlyCustomersWithoutRecords(t *testing.T) {
 		if k := load(t, s.Shard(0), fmt.Sprint("policy-", i)); len(k.Deferred()) != 1 {
 			t.Errorf("%s: deferred %v", k.ID(), k.Deferred())
 		}
+	}
+	if got := metricValue(t, reg, "kairos_state_cache_misses_profile_only_total"); got != 100 {
+		t.Errorf("%v loads read the profile only, want 100", got)
 	}
 	// A customer written after the scan is added by its commit.
 	c := load(t, s.Shard(0), "profile-7")
@@ -159,7 +165,8 @@ func TestPresenceGrows(t *testing.T) {
 		t.Skip("writes 70,000 customers")
 	}
 	p := mustPlan(t, 24*time.Hour, testSpecs...)
-	s, scans := openScanned(t, state.Options{GCInterval: -1, CacheCustomers: 1024}, nil)
+	dir := t.TempDir()
+	s, scans := openScanned(t, state.Options{Dir: dir, GCInterval: -1, CacheCustomers: 1024}, nil)
 	b := s.NewBatch()
 	const n = 70_000 // the first filter holds 65,536
 	ids := make([]string, n)
@@ -180,10 +187,26 @@ func TestPresenceGrows(t *testing.T) {
 	}
 	checkPresence(t, s)
 	// Reloaded from Badger (the cache holds 1,024), each has its entry.
-	for _, i := range []int{0, 1, 65_535, 65_536, n - 1} {
-		s.Invalidate(ids[i])
-		if v := load(t, s.Shard(0), ids[i]).Value(p, 0, t0+int64(n)); v != 1 {
-			t.Errorf("%s: %v views, want 1", ids[i], v)
+	check := func(s *state.Store) {
+		t.Helper()
+		for _, i := range []int{0, 1, 65_535, 65_536, n - 1} {
+			s.Invalidate(ids[i])
+			if v := load(t, s.Shard(0), ids[i]).Value(p, 0, t0+int64(n)); v != 1 {
+				t.Errorf("%s: %v views, want 1", ids[i], v)
+			}
 		}
 	}
+	check(s)
+
+	// Reopened, the first scan sizes its filter from the tables' key
+	// counts: large enough at once.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, _ = openScanned(t, state.Options{Dir: dir, GCInterval: -1, CacheCustomers: 1024}, nil)
+	checkPresence(t, s)
+	if got := state.PresenceLimit(s); got < n {
+		t.Errorf("the first filter after a reopen holds %d customers, want at least %d", got, n)
+	}
+	check(s)
 }

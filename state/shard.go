@@ -127,6 +127,9 @@ func readCustomer(txn *badger.Txn, c *Customer, key []byte, sh *Shard) (_ []byte
 	// A customer the store has never written a window or policy record
 	// of has at most a profile (see presence).
 	known := sh == nil || sh.store.known.mayHave(c.id)
+	if !known && sh.metrics != nil {
+		sh.metrics.profileOnly.Inc()
+	}
 	// The window record and the chunks it lists. (Txn.Get copies the
 	// value, so it stays valid while the chunks are read; the key buffer
 	// is reused for theirs.)
