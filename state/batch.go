@@ -542,16 +542,7 @@ func (s *Store) commit(b *Batch) error {
 			return s.commitErr(err, b)
 		}
 	}
-	err := txn.Commit()
-	// After the commit, failed or not (a false positive is harmless):
-	// see presence.
-	for i := range b.ops {
-		o := &b.ops[i]
-		if o.kind == opSet && o.k1-o.k0 >= 2 && b.arena[o.k0+1] == '/' && (b.arena[o.k0] == prefixCustomer[0] || b.arena[o.k0] == prefixPolicy[0]) {
-			s.known.add(s.known.hash(b.arena[o.k0+2 : o.k1]))
-		}
-	}
-	if err != nil {
+	if err := txn.Commit(); err != nil {
 		return s.commitErr(err, b)
 	}
 	return nil

@@ -395,56 +395,48 @@ func BenchmarkLoadMiss(b *testing.B) {
 }
 
 // BenchmarkLoadFirstSeen loads customers that have a profile and nothing
-// else (as most of a large population the engine has not met yet), in a
+// else, as most of a large population the engine has not met yet, in a
 // store of 400,000 profiles where 40,000 other customers have windows and
-// policies: with the filter of customers with records (1 Get) and
-// without it (3).
+// policies: one Get finds the profile, two find nothing.
 func BenchmarkLoadFirstSeen(b *testing.B) {
-	for _, filter := range []bool{true, false} {
-		b.Run(fmt.Sprint("filter=", filter), func(b *testing.B) {
-			s, _ := openScanned(b, state.Options{GCInterval: -1, CacheCustomers: 1024}, nil)
-			p := mustPlan(b, 24*time.Hour, testSpecs...)
-			const n = 400_000
-			i := 0
-			if _, err := s.ImportProfiles(func() (state.ProfileRow, error) {
-				if i == n {
-					return state.ProfileRow{}, io.EOF
-				}
-				i++
-				return state.ProfileRow{ID: fmt.Sprintf("customer-%07d", i-1), Attrs: map[string]any{"segment": "mass", "age": int64(30 + i%40), "city": "Lisbon"}}, nil
-			}, nil); err != nil {
-				b.Fatal(err)
-			}
-			batch := s.NewBatch()
-			for i := range n / 10 {
-				c := load(b, s.Shard(0), fmt.Sprintf("active-%07d", i))
-				c.Apply(p, "view", t0+int64(i), nil)
-				c.AddDecision(state.Decision{TS: t0, Rule: "welcome", OfferID: "o", EventID: "e", Outcome: "emitted", Channel: "push"}, 20)
-				batch.Put(c)
-				if i%256 == 255 {
-					commit(b, s, batch)
-				}
-			}
+	s := statetest.Open(b, state.Options{GCInterval: -1, CacheCustomers: 1024})
+	p := mustPlan(b, 24*time.Hour, testSpecs...)
+	const n = 400_000
+	i := 0
+	if _, err := s.ImportProfiles(func() (state.ProfileRow, error) {
+		if i == n {
+			return state.ProfileRow{}, io.EOF
+		}
+		i++
+		return state.ProfileRow{ID: fmt.Sprintf("customer-%07d", i-1), Attrs: map[string]any{"segment": "mass", "age": int64(30 + i%40), "city": "Lisbon"}}, nil
+	}, nil); err != nil {
+		b.Fatal(err)
+	}
+	batch := s.NewBatch()
+	for i := range n / 10 {
+		c := load(b, s.Shard(0), fmt.Sprintf("active-%07d", i))
+		c.Apply(p, "view", t0+int64(i), nil)
+		c.AddDecision(state.Decision{TS: t0, Rule: "welcome", OfferID: "o", EventID: "e", Outcome: "emitted", Channel: "push"}, 20)
+		batch.Put(c)
+		if i%256 == 255 {
 			commit(b, s, batch)
-			if !filter {
-				state.ForgetPresence(s)
-			}
-			sh := s.Shard(0)
-			ids := make([]string, n)
-			for i := range ids {
-				ids[i] = fmt.Sprintf("customer-%07d", i)
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; b.Loop(); i++ {
-				c, err := sh.Load(ids[(i*7919)%n])
-				if err != nil || len(c.Profile()) != 3 {
-					b.Fatal(c.Profile(), err)
-				}
-				if i%256 == 255 {
-					commit(b, s, batch)
-				}
-			}
-		})
+		}
+	}
+	commit(b, s, batch)
+	sh := s.Shard(0)
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("customer-%07d", i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		c, err := sh.Load(ids[(i*7919)%n])
+		if err != nil || len(c.Profile()) != 3 {
+			b.Fatal(c.Profile(), err)
+		}
+		if i%256 == 255 {
+			commit(b, s, batch)
+		}
 	}
 }

@@ -19,28 +19,6 @@
 // by the first and discarded when the batch ends (Commit, Invalidate):
 // nothing writes to Badger while a shard is in use.
 //
-// # Customers with records
-//
-// A miss reads a customer's window (c/), profile (p/) and policy (k/)
-// records. With millions of customers most misses are customers the
-// engine meets for the first time, which have at most an imported
-// profile; an absent key still costs Badger a search of every memtable
-// and a filter check of every level-0 table and level. So the Store keeps
-// an in-memory Bloom filter of the customers that may have a c/ or k/
-// record, and a miss of a customer outside it reads p/ only.
-//
-// The filter may hold customers without records, never miss one with a
-// record. Every transaction that writes a c/ or k/ key (Commit's, and
-// ImportRecords') adds its customers once it has committed; deletions
-// and expiries leave them in. Open fills it from a
-// key-only scan of c/ and k/ in the background: until the scan ends every
-// miss reads all three keys, as without it. Customers committed while a
-// scan runs are put into its filter too, so its snapshot cannot miss one.
-// Each customer sets 4 bits of one 64-bit word; the filter has 16 bits per
-// customer (at least 128 KiB), and a rescan builds one twice as large in
-// the background when the customers added outgrow it. Snapshot, which
-// may run on any goroutine, reads every key.
-//
 // On a cache hit, Load, Apply and Value neither allocate nor lock, and
 // neither do AddContact and CountContacts once the contact list has
 // reached its steady size.

@@ -9,33 +9,8 @@ func SetBadgerOptions(o *Options, f func(badger.Options) badger.Options) { o.bad
 
 // WriteRaw writes key=value straight to Badger, bypassing the encoders.
 func WriteRaw(s *Store, key string, value []byte) error {
-	err := s.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(key), value) })
-	if len(key) >= 2 && (key[:2] == prefixCustomer || key[:2] == prefixPolicy) {
-		s.known.add(s.known.hashString(key[2:]))
-	}
-	return err
+	return s.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(key), value) })
 }
-
-// MayHave tells whether the store's filter of customers with a window or
-// policy record may hold customerID.
-func MayHave(s *Store, customerID string) bool { return s.known.mayHave(customerID) }
-
-// PresenceReady tells whether the store's first scan of those customers
-// ended.
-func PresenceReady(s *Store) bool { return s.known.f.Load() != nil }
-
-// PresenceLimit returns how many customers the store's filter is sized
-// for.
-func PresenceLimit(s *Store) int64 { return s.known.f.Load().limit }
-
-// ForgetPresence makes the store's cache misses read every record, as
-// before its first scan; no scan may run.
-func ForgetPresence(s *Store) { s.known.f.Store(nil) }
-
-// SetScanHooks makes each scan of the customers with records call read
-// after it read the keys of its snapshot and done after its filter is in
-// use; either may be nil.
-func SetScanHooks(o *Options, read, done func()) { o.testScanRead, o.testScanDone = read, done }
 
 // ReadRaw reads a key straight from Badger; nil when absent.
 func ReadRaw(s *Store, key string) ([]byte, uint64, error) {
@@ -78,13 +53,10 @@ func FullWindow(s *Store, customerID string) ([]byte, error) {
 }
 
 // ChunkKeys returns the chunk keys of the store.
-func ChunkKeys(s *Store) []string { return Keys(s, prefixChunk) }
-
-// Keys returns the keys of the store that start with prefix.
-func Keys(s *Store, prefix string) []string {
+func ChunkKeys(s *Store) []string {
 	var keys []string
 	s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix)})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixChunk)})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			keys = append(keys, string(it.Item().KeyCopy(nil)))

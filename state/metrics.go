@@ -14,7 +14,6 @@ import (
 type Metrics struct {
 	cacheHits      prometheus.Counter
 	cacheMisses    prometheus.Counter
-	profileOnly    prometheus.Counter
 	cacheEvictions prometheus.Counter
 	commitDuration prometheus.Histogram
 	commitBytes    prometheus.Histogram
@@ -37,10 +36,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		cacheMisses: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "kairos", Subsystem: "state", Name: "cache_misses_total",
 			Help: "Customer loads read from Badger.",
-		}),
-		profileOnly: f.NewCounter(prometheus.CounterOpts{
-			Namespace: "kairos", Subsystem: "state", Name: "cache_misses_profile_only_total",
-			Help: "Customer loads read from Badger that read the profile only: customers never written a window or policy record.",
 		}),
 		cacheEvictions: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "kairos", Subsystem: "state", Name: "cache_evictions_total",

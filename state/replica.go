@@ -622,10 +622,6 @@ func (w *replicaWriter) commit() error {
 		return nil
 	}
 	err := w.txn.Commit()
-	for _, id := range w.ids {
-		// Failed or not, and whatever records it has (see presence).
-		w.s.known.add(w.s.known.hashString(id))
-	}
 	w.s.Invalidate(w.ids...)
 	clear(w.ids)
 	w.ids = w.ids[:0]

@@ -124,21 +124,11 @@ func readCustomer(txn *badger.Txn, c *Customer, key []byte, sh *Shard) (_ []byte
 	if sh != nil {
 		in = &sh.in
 	}
-	// A customer the store has never written a window or policy record
-	// of has at most a profile (see presence).
-	known := sh == nil || sh.store.known.mayHave(c.id)
-	if !known && sh.metrics != nil {
-		sh.metrics.profileOnly.Inc()
-	}
 	// The window record and the chunks it lists. (Txn.Get copies the
 	// value, so it stays valid while the chunks are read; the key buffer
 	// is reused for theirs.)
 	key = append(append(key[:0], prefixCustomer...), c.id...)
-	var item *badger.Item
-	err = badger.ErrKeyNotFound
-	if known {
-		item, err = txn.Get(key)
-	}
+	item, err := txn.Get(key)
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
 		err = nil
@@ -155,9 +145,6 @@ func readCustomer(txn *badger.Txn, c *Customer, key []byte, sh *Shard) (_ []byte
 		return key, found, fmt.Errorf("state: load %q: %w", prefixCustomer+c.id, err)
 	}
 	for _, prefix := range [...]string{prefixProfile, prefixPolicy} {
-		if prefix == prefixPolicy && !known {
-			break
-		}
 		key = append(append(key[:0], prefix...), c.id...)
 		item, err := txn.Get(key)
 		if errors.Is(err, badger.ErrKeyNotFound) {

@@ -63,8 +63,6 @@ type Options struct {
 
 	// badgerOptions, when set, adjusts the Badger options (tests).
 	badgerOptions func(badger.Options) badger.Options
-	// testScanRead and testScanDone are presence's hooks (tests).
-	testScanRead, testScanDone func()
 }
 
 // Compressions of Options.Compression.
@@ -116,9 +114,6 @@ type Store struct {
 	metrics *Metrics
 	shards  []*Shard
 	closed  atomic.Bool
-	// known holds the customers that may have a c/ or k/ record (see
-	// presence).
-	known *presence
 
 	stopGC context.CancelFunc
 	gcDone sync.WaitGroup
@@ -185,8 +180,7 @@ func Open(opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	s := &Store{opts: opts, db: db, log: log, metrics: opts.Metrics, known: newPresence()}
-	s.known.testScanRead, s.known.testScanDone = opts.testScanRead, opts.testScanDone
+	s := &Store{opts: opts, db: db, log: log, metrics: opts.Metrics}
 	per := max(opts.CacheCustomers/opts.Shards, 1)
 	s.shards = make([]*Shard, opts.Shards)
 	for i := range s.shards {
@@ -201,11 +195,6 @@ func Open(opts Options) (*Store, error) {
 		s.gcDone.Add(1)
 		go s.gcLoop(ctx, opts.GCInterval)
 	}
-	s.gcDone.Go(func() {
-		s.known.run(ctx, db, func(err error) {
-			s.log.Warn("scan of the customers with records failed; cache misses read every record", "err", err)
-		})
-	})
 	return s, nil
 }
 
