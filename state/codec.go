@@ -488,14 +488,22 @@ func decodeWatermark(data []byte) (Watermark, error) {
 // strTable collects the distinct strings of a policy record, in order of
 // first use, while encoding. Reused across records.
 type strTable struct {
-	idx  map[string]uint64
-	strs []string
+	idx   map[string]uint64
+	strs  []string
+	names map[string]string // see addBytes
+	// dec and decTS are appendPolicy's scratch: the fields and times
+	// of the record's decisions (slices of its policy's bytes until
+	// the next appendPolicy).
+	dec   []decisionFields
+	decTS []int64
 }
 
 func (t *strTable) reset() {
 	clear(t.idx)
 	clear(t.strs)
 	t.strs = t.strs[:0]
+	clear(t.dec)
+	t.dec = t.dec[:0]
 }
 
 func (t *strTable) add(s string) {
@@ -510,6 +518,29 @@ func (t *strTable) add(s string) {
 
 func (t *strTable) appendRef(dst []byte, s string) []byte {
 	return binary.AppendUvarint(dst, t.idx[s])
+}
+
+// addBytes is add of a string held as bytes. The table keeps the strings
+// it made (names) across resets, so a name repeated in every record is
+// allocated once; they are the rule ids, channels, outcomes and reasons of
+// decisions, a small set, and are forgotten past 4,096.
+func (t *strTable) addBytes(b []byte) {
+	if _, ok := t.idx[string(b)]; ok {
+		return
+	}
+	s, ok := t.names[string(b)]
+	if !ok {
+		if t.names == nil || len(t.names) >= 4096 {
+			t.names = make(map[string]string)
+		}
+		s = string(b)
+		t.names[s] = s
+	}
+	t.add(s)
+}
+
+func (t *strTable) appendRefBytes(dst []byte, b []byte) []byte {
+	return binary.AppendUvarint(dst, t.idx[string(b)])
 }
 
 // appendPolicy appends the policy record of p to dst, using t (reset here)
@@ -544,7 +575,7 @@ func (t *strTable) appendRef(dst []byte, s string) []byte {
 // use up exactly. Decoding then allocates one string for all ids and one
 // slice for all data instead of one per entry.
 func appendPolicy(dst []byte, p *policy, t *strTable) []byte {
-	contacts, decisions := p.contacts[p.coff:], p.decisions[p.doff:]
+	contacts := p.contacts[p.coff:]
 	t.reset()
 	for i := range contacts {
 		t.add(contacts[i].Rule)
@@ -553,12 +584,19 @@ func appendPolicy(dst []byte, p *policy, t *strTable) []byte {
 	for i := range p.totals {
 		t.add(p.totals[i].rule)
 	}
-	for i := range decisions {
-		d := &decisions[i]
-		t.add(d.Rule)
-		t.add(d.Outcome)
-		t.add(d.Reason)
-		t.add(d.Channel)
+	// The decisions are read once into t's scratch.
+	t.decTS, t.dec = t.decTS[:0], t.dec[:0]
+	for i := range p.decAt {
+		var f decisionFields
+		t.decTS = append(t.decTS, p.decision(i, &f))
+		t.dec = append(t.dec, f)
+	}
+	for i := range t.dec {
+		f := &t.dec[i]
+		t.addBytes(f[fieldRule])
+		t.addBytes(f[fieldOutcome])
+		t.addBytes(f[fieldReason])
+		t.addBytes(f[fieldChannel])
 	}
 	for i := range p.exposures {
 		t.add(p.exposures[i].Rule)
@@ -581,8 +619,8 @@ func appendPolicy(dst []byte, p *policy, t *strTable) []byte {
 		ids += len(p.deferred[i].ID)
 		data += len(p.deferred[i].Data)
 	}
-	for i := range decisions {
-		ids += len(decisions[i].OfferID) + len(decisions[i].EventID)
+	for i := range t.dec {
+		ids += len(t.dec[i][fieldOfferID]) + len(t.dec[i][fieldEventID])
 	}
 	for i := range p.exposures {
 		ids += len(p.exposures[i].OfferID)
@@ -595,8 +633,8 @@ func appendPolicy(dst []byte, p *policy, t *strTable) []byte {
 	for i := range p.deferred {
 		dst = append(dst, p.deferred[i].ID...)
 	}
-	for i := range decisions {
-		dst = append(append(dst, decisions[i].OfferID...), decisions[i].EventID...)
+	for i := range t.dec {
+		dst = append(append(dst, t.dec[i][fieldOfferID]...), t.dec[i][fieldEventID]...)
 	}
 	for i := range p.exposures {
 		dst = append(dst, p.exposures[i].OfferID...)
@@ -635,18 +673,18 @@ func appendPolicy(dst []byte, p *policy, t *strTable) []byte {
 		dst = binary.AppendVarint(dst, d.Expires)
 		dst = binary.AppendUvarint(dst, uint64(len(d.Data)))
 	}
-	dst = binary.AppendUvarint(dst, uint64(len(decisions)))
+	dst = binary.AppendUvarint(dst, uint64(len(p.decAt)))
 	prev := int64(0)
-	for i := range decisions {
-		d := &decisions[i]
-		dst = binary.AppendVarint(dst, d.TS-prev)
-		prev = d.TS
-		dst = t.appendRef(dst, d.Rule)
-		dst = binary.AppendUvarint(dst, uint64(len(d.OfferID)))
-		dst = binary.AppendUvarint(dst, uint64(len(d.EventID)))
-		dst = t.appendRef(dst, d.Outcome)
-		dst = t.appendRef(dst, d.Reason)
-		dst = t.appendRef(dst, d.Channel)
+	for i := range t.dec {
+		f, ts := &t.dec[i], t.decTS[i]
+		dst = binary.AppendVarint(dst, ts-prev)
+		prev = ts
+		dst = t.appendRefBytes(dst, f[fieldRule])
+		dst = binary.AppendUvarint(dst, uint64(len(f[fieldOfferID])))
+		dst = binary.AppendUvarint(dst, uint64(len(f[fieldEventID])))
+		dst = t.appendRefBytes(dst, f[fieldOutcome])
+		dst = t.appendRefBytes(dst, f[fieldReason])
+		dst = t.appendRefBytes(dst, f[fieldChannel])
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(p.exposures)))
 	prev = 0
@@ -837,7 +875,8 @@ func decodePolicyInto(p *policy, data []byte, in *interner) error {
 		dc.Outcome = ref("decision outcome")
 		dc.Reason = ref("decision reason")
 		dc.Channel = ref("decision channel")
-		p.decisions = append(p.decisions, dc)
+		p.decAt = append(p.decAt, uint32(len(p.decs)))
+		p.decs = appendDecision(p.decs, &dc)
 	}
 	if version >= 3 {
 		n = count("exposure count", 5)

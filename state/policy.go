@@ -61,9 +61,15 @@ type policy struct {
 	totals []ruleTotal
 	// deferred is sorted by Release, then ID; IDs are unique.
 	deferred []Deferred
-	// decisions[doff:] are the kept decisions, oldest first.
-	decisions []Decision
-	doff      int
+	// decs holds the kept decisions, oldest first, each encoded by
+	// appendDecision, and decAt[i] is where decision i starts. Encoded, a
+	// ring of 20 decisions is one pointer-free array of about 1.6 KB; as
+	// structs with their id strings it took 5 KB and 120 pointers for the
+	// collector to follow in every cached customer (decisions.go).
+	decs  []byte
+	decAt []uint32
+	// view is what Decisions returned since the last change, or nil.
+	view []Decision
 	// exposures are in TS order.
 	exposures []Exposure
 	// seen is the last day (UTC days since 1970) an event of each type
@@ -91,7 +97,7 @@ type dueRef struct {
 }
 
 func (p *policy) empty() bool {
-	return len(p.contacts) == p.coff && len(p.totals) == 0 && len(p.deferred) == 0 && len(p.decisions) == p.doff && len(p.exposures) == 0 && len(p.seen) == 0
+	return len(p.contacts) == p.coff && len(p.totals) == 0 && len(p.deferred) == 0 && len(p.decAt) == 0 && len(p.exposures) == 0 && len(p.seen) == 0
 }
 
 // reset empties p, keeping its arrays but no references into them.
@@ -102,8 +108,7 @@ func (p *policy) reset() {
 	p.totals = p.totals[:0]
 	clear(p.deferred)
 	p.deferred = p.deferred[:0]
-	clear(p.decisions)
-	p.decisions, p.doff = p.decisions[:0], 0
+	p.clearDecisions()
 	clear(p.exposures)
 	p.exposures = p.exposures[:0]
 	clear(p.seen)
@@ -321,38 +326,27 @@ func cmpDeferred(a, b Deferred) int {
 
 // AddDecision keeps d among the last keep decisions, dropping the oldest
 // beyond keep (keep <= 0 keeps none), and marks the policy record dirty
-// when something changed. Rule, Outcome, Reason and Channel are interned
-// per shard.
+// when something changed.
 func (c *Customer) AddDecision(d Decision, keep int) {
 	p := &c.pol
 	if keep <= 0 {
-		if len(p.decisions) > p.doff {
-			clear(p.decisions)
-			p.decisions, p.doff = p.decisions[:0], 0
+		if len(p.decAt) > 0 {
+			p.clearDecisions()
 			c.policyDirty = true
 			c.gen++
 		}
 		return
 	}
-	d.Rule, d.Outcome, d.Reason, d.Channel = c.intern(d.Rule), c.intern(d.Outcome), c.intern(d.Reason), c.intern(d.Channel)
-	if n := len(p.decisions); n == cap(p.decisions) && p.doff > 0 {
-		m := copy(p.decisions, p.decisions[p.doff:])
-		clear(p.decisions[m:n])
-		p.decisions, p.doff = p.decisions[:m], 0
-	}
-	p.decisions = append(p.decisions, d)
-	if over := len(p.decisions) - p.doff - keep; over > 0 {
-		clear(p.decisions[p.doff : p.doff+over])
-		p.doff += over
-	}
+	p.addDecision(&d, keep)
 	c.policyDirty = true
 	c.gen++
 }
 
 // Decisions returns the kept decisions, oldest first. The slice is a
 // read-only view: do not modify it or keep it across AddDecision, Commit or
-// Invalidate.
-func (c *Customer) Decisions() []Decision { return c.pol.decisions[c.pol.doff:] }
+// Invalidate. It is decoded on the first call after a change (one string
+// for all its strings), for explain; the engine's path only adds.
+func (c *Customer) Decisions() []Decision { return c.pol.decisions() }
 
 // intern returns the shard's copy of s; a customer of no shard (Snapshot)
 // keeps s.

@@ -185,7 +185,7 @@ func diffPolicy(a, b *policy) string {
 	}) {
 		return fmt.Sprintf("deferred %+v vs %+v", a.deferred, b.deferred)
 	}
-	if x, y := a.decisions[a.doff:], b.decisions[b.doff:]; !slices.Equal(x, y) {
+	if x, y := a.decisions(), b.decisions(); !slices.Equal(x, y) {
 		return fmt.Sprintf("decisions %+v vs %+v", x, y)
 	}
 	if !slices.EqualFunc(a.exposures, b.exposures, func(x, y Exposure) bool {

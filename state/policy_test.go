@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -597,6 +598,33 @@ func TestDecisions(t *testing.T) {
 	if !reflect.DeepEqual(c.Decisions(), want) {
 		t.Errorf("decisions %+v, want %+v", c.Decisions(), want)
 	}
+	b.Put(c)
+	commit(t, s, b)
+	s.Invalidate("alice")
+	if got := load(t, sh, "alice").Decisions(); !reflect.DeepEqual(got, want) {
+		t.Errorf("reloaded decisions %+v, want %+v", got, want)
+	}
+}
+
+// TestDecisionsKeepEveryField: decisions are kept encoded; every field
+// comes back as it was added, in the cache and reloaded, whatever its
+// length or bytes.
+func TestDecisionsKeepEveryField(t *testing.T) {
+	s := statetest.Open(t, state.Options{GCInterval: -1})
+	sh := s.Shard(0)
+	c := load(t, sh, "alice")
+	want := []state.Decision{
+		{TS: -5, Rule: "", OfferID: "", EventID: "", Outcome: "", Reason: "", Channel: ""},
+		{TS: math.MaxInt64, Rule: strings.Repeat("r", 300), OfferID: strings.Repeat("o", 70000), EventID: "e\x00\xff", Outcome: "emitted", Reason: "cap_day", Channel: "sms"},
+		{TS: t0, Rule: "welcome", OfferID: "o-1", EventID: "e-1", Outcome: "suppressed", Reason: "quiet hours ⏰", Channel: "push"},
+	}
+	for _, d := range want {
+		c.AddDecision(d, 3)
+	}
+	if got := c.Decisions(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("decisions %+v, want %+v", got, want)
+	}
+	b := s.NewBatch()
 	b.Put(c)
 	commit(t, s, b)
 	s.Invalidate("alice")
