@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"runtime"
 	"testing"
 	"time"
 
@@ -440,35 +439,4 @@ func BenchmarkLoadFirstSeen(b *testing.B) {
 			commit(b, s, batch)
 		}
 	}
-}
-
-// BenchmarkCollectCachedCustomers is one full collection of the heap with
-// 100,000 customers cached, each with a few window entries, a profile and
-// a ring of 20 decisions, as a long-running engine's cache holds them:
-// what the collector's mark phase pays for the cached state's pointers.
-func BenchmarkCollectCachedCustomers(b *testing.B) {
-	s := statetest.Open(b, state.Options{GCInterval: -1, CacheCustomers: 100_000})
-	p := mustPlan(b, 24*time.Hour, testSpecs...)
-	sh := s.Shard(0)
-	batch := s.NewBatch()
-	for i := range 100_000 {
-		c := load(b, sh, fmt.Sprintf("customer-%07d", i))
-		applySome(p, c, 10)
-		c.MergeProfile(map[string]any{"segment": "mass", "age": int64(30 + i%40), "city": "Lisbon", "income": 2500.0})
-		for j := range 20 {
-			c.AddDecision(state.Decision{TS: t0 + int64(j), Rule: "welcome", OfferID: fmt.Sprintf("o-%07d-%02d-0123456789abcdef", i, j),
-				EventID: fmt.Sprintf("e-%07d-%02d", i, j), Outcome: "emitted", Channel: "push"}, 20)
-		}
-		batch.Put(c)
-		if i%1000 == 999 {
-			commit(b, s, batch)
-		}
-	}
-	b.ResetTimer()
-	for b.Loop() {
-		runtime.GC()
-	}
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MiB")
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -865,6 +866,8 @@ func decodePolicyInto(p *policy, data []byte, in *interner) error {
 	}
 
 	n = count("decision count", 7)
+	p.decs = slices.Grow(p.decs, n*decisionBytes)
+	p.decAt = slices.Grow(p.decAt, n)
 	ts = 0
 	for i := 0; i < n && d.err == nil; i++ {
 		ts += d.varint("decision timestamp")

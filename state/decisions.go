@@ -41,20 +41,31 @@ func readDecision(b []byte, f *decisionFields) int64 {
 	return ts
 }
 
-// addDecision appends d and drops the oldest beyond keep (> 0).
+// addDecision appends d and drops the oldest beyond keep (> 0). The
+// oldest go first, so that a full ring takes the new decision in the
+// array it has.
 func (p *policy) addDecision(d *Decision, keep int) {
 	p.view = nil
+	if over := len(p.decAt) + 1 - keep; over > 0 {
+		if over >= len(p.decAt) {
+			p.decs, p.decAt = p.decs[:0], p.decAt[:0]
+		} else {
+			cut := p.decAt[over]
+			p.decs = p.decs[:copy(p.decs, p.decs[cut:])]
+			for i, at := range p.decAt[over:] {
+				p.decAt[i] = at - cut
+			}
+			p.decAt = p.decAt[:len(p.decAt)-over]
+		}
+	}
 	p.decAt = append(p.decAt, uint32(len(p.decs)))
 	p.decs = appendDecision(p.decs, d)
-	if over := len(p.decAt) - keep; over > 0 {
-		cut := p.decAt[over]
-		p.decs = p.decs[:copy(p.decs, p.decs[cut:])]
-		for i, at := range p.decAt[over:] {
-			p.decAt[i] = at - cut
-		}
-		p.decAt = p.decAt[:len(p.decAt)-over]
-	}
 }
+
+// decisionBytes is what a decision is expected to take encoded, to size
+// the array of a decoded ring at once: an engine's decision is 60-90
+// bytes.
+const decisionBytes = 96
 
 func (p *policy) clearDecisions() {
 	p.decs, p.decAt = p.decs[:0], p.decAt[:0]

@@ -51,7 +51,7 @@ func benchPlan(t testing.TB) *state.Plan {
 
 // writeProfiles stores bankProfile(i) for customers 0…n-1, and when p is
 // not nil three events of two types each, and returns their ids.
-func writeProfiles(t testing.TB, s *state.Store, n int, p *state.Plan) []string {
+func writeProfiles(t testing.TB, s *state.Store, n int, p *state.Plan, decisions int) []string {
 	sh, b := s.Shard(0), s.NewBatch()
 	ids := make([]string, n)
 	for i := range ids {
@@ -62,6 +62,9 @@ func writeProfiles(t testing.TB, s *state.Store, n int, p *state.Plan) []string 
 			for e := range 3 {
 				c.Apply(p, fmt.Sprint("type", (i+e)%2), t0+int64(i+e), map[string]any{"amount": 100.0, "merchant": fmt.Sprint("m", e)})
 			}
+		}
+		for d := range decisions {
+			c.AddDecision(benchDecision(i, d), decisions)
 		}
 		b.Put(c)
 		if i%256 == 255 || i == n-1 {
@@ -79,7 +82,7 @@ func stringData(v any) *byte { return unsafe.StringData(v.(string)) }
 // written.
 func TestProfileValuesShared(t *testing.T) {
 	s := statetest.Open(t, state.Options{GCInterval: -1, CacheCustomers: 4096})
-	ids := writeProfiles(t, s, 1000, nil)
+	ids := writeProfiles(t, s, 1000, nil, 0)
 	s.Invalidate(ids...)
 	sh := s.Shard(0)
 	a, b := load(t, sh, ids[0]), load(t, sh, ids[4]) // same segment, tags, cohort differs
@@ -106,8 +109,17 @@ func TestProfileValuesShared(t *testing.T) {
 // BenchmarkCachedCustomer measures what the cache keeps on the heap per
 // customer loaded from Badger with a bank-like profile (bankProfile) and
 // windows under a plan of 30 series (benchPlan), a few of them with
-// entries: objects and bytes, for the collector to mark.
+// entries: objects and bytes, for the collector to mark. With
+// decisions=20 each customer also has a ring of 20 decisions, as one the
+// engine has made offers to for a while, and gets one more after its
+// load (the engine's own path: a decision of the current event).
 func BenchmarkCachedCustomer(b *testing.B) {
+	for _, decisions := range []int{0, 20} {
+		b.Run(fmt.Sprint("decisions=", decisions), func(b *testing.B) { benchCachedCustomer(b, decisions) })
+	}
+}
+
+func benchCachedCustomer(b *testing.B, decisions int) {
 	const n = 10_000
 	opts := state.Options{Dir: b.TempDir(), GCInterval: -1, CacheCustomers: 2 * n}
 	p := benchPlan(b)
@@ -115,7 +127,7 @@ func BenchmarkCachedCustomer(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ids := writeProfiles(b, w, n, p)
+	ids := writeProfiles(b, w, n, p, decisions)
 	if err := w.Close(); err != nil {
 		b.Fatal(err)
 	}
@@ -132,8 +144,12 @@ func BenchmarkCachedCustomer(b *testing.B) {
 		runtime.GC()
 		gc0 := timeGC()
 		runtime.ReadMemStats(&m0)
-		for _, id := range ids {
-			load(b, sh, id).Value(p, 0, t0) // aligned to the plan, as an event does
+		for i, id := range ids {
+			c := load(b, sh, id)
+			c.Value(p, 0, t0) // aligned to the plan, as an event does
+			if decisions > 0 {
+				c.AddDecision(benchDecision(i, decisions), decisions)
+			}
 		}
 		runtime.GC()
 		gc1 := timeGC()
@@ -148,6 +164,13 @@ func BenchmarkCachedCustomer(b *testing.B) {
 	b.ReportMetric(objects/float64(b.N)/n, "heap-objects/customer")
 	b.ReportMetric(bytes/float64(b.N)/n, "heap-B/customer")
 	b.ReportMetric(gcNanos/float64(b.N)/n, "gc-ns/customer")
+}
+
+// benchDecision is decision d of customer i, with ids as long as the
+// engine's.
+func benchDecision(i, d int) state.Decision {
+	return state.Decision{TS: t0 + int64(d)*sec, Rule: fmt.Sprint("rule-", d%7), OfferID: fmt.Sprintf("o-%07d-%02d-0123456789abcdef", i, d),
+		EventID: fmt.Sprintf("e-%07d-%02d-01234567", i, d), Outcome: "emitted", Reason: "", Channel: "push"}
 }
 
 // timeGC returns the shortest of three full collections: the collector's
