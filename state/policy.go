@@ -63,9 +63,9 @@ type policy struct {
 	deferred []Deferred
 	// decs holds the kept decisions, oldest first, each encoded by
 	// appendDecision, and decAt[i] is where decision i starts. Encoded, a
-	// ring of 20 decisions is one pointer-free array of about 1.6 KB; as
-	// structs with their id strings it took 5 KB and 120 pointers for the
-	// collector to follow in every cached customer (decisions.go).
+	// ring of 20 engine decisions is one pointer-free array of about 2 KB;
+	// as structs with their id strings it took about 5 KB and 120 pointers
+	// for the collector to follow in every cached customer (decisions.go).
 	decs  []byte
 	decAt []uint32
 	// view is what Decisions returned since the last change, or nil.
