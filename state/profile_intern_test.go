@@ -49,8 +49,9 @@ func benchPlan(t testing.TB) *state.Plan {
 	return mustPlan(t, 30*24*time.Hour, specs...)
 }
 
-// writeProfiles stores bankProfile(i) for customers 0…n-1, and when p is
-// not nil three events of two types each, and returns their ids.
+// writeProfiles stores bankProfile(i) for customers 0…n-1, when p is
+// not nil three events of two types each, and a ring of the given number
+// of decisions, and returns their ids.
 func writeProfiles(t testing.TB, s *state.Store, n int, p *state.Plan, decisions int) []string {
 	sh, b := s.Shard(0), s.NewBatch()
 	ids := make([]string, n)
