@@ -71,10 +71,7 @@ func benchCommitBatch(b *testing.B, opts state.Options) {
 	p := mustPlan(b, 24*time.Hour, testSpecs...)
 	sh := s.Shard(0)
 	batch := s.NewBatch()
-	ids := make([]string, 4096)
-	for i := range ids {
-		ids[i] = fmt.Sprint("customer-", i)
-	}
+	ids := benchIDs(4096)
 	attrs := map[string]any{"amount": 12.5, "sku": "sku-1"}
 	ts := t0
 	n := 0
@@ -112,10 +109,7 @@ func BenchmarkCommitLongHistory(b *testing.B) {
 		state.AggSpec{Kind: state.Since, Type: "buy"})
 	sh := s.Shard(0)
 	batch := s.NewBatch()
-	ids := make([]string, 128)
-	for i := range ids {
-		ids[i] = fmt.Sprint("customer-", i)
-	}
+	ids := benchIDs(128)
 	attrs := map[string]any{"amount": 12.5, "sku": "sku-1"}
 	ts := t0
 	// event gives an event to every customer i with 2*i <= round.
@@ -162,10 +156,7 @@ func BenchmarkLoadMissLongHistory(b *testing.B) {
 	sh := s.Shard(0)
 	batch := s.NewBatch()
 	const n = 2000
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("customer-%07d", i)
-	}
+	ids := benchIDs(n)
 	attrs := map[string]any{"amount": 12.5, "sku": "sku-1"}
 	ts := t0
 	for round := range 300 + 255 {
@@ -224,10 +215,7 @@ func BenchmarkCommitDecisions(b *testing.B) {
 	s := statetest.Open(b, state.Options{GCInterval: -1})
 	sh := s.Shard(0)
 	batch := s.NewBatch()
-	ids := make([]string, 128)
-	for i := range ids {
-		ids[i] = fmt.Sprint("customer-", i)
-	}
+	ids := benchIDs(128)
 	n := 0
 	round := func() {
 		for _, id := range ids {
@@ -371,10 +359,9 @@ func BenchmarkLoadMiss(b *testing.B) {
 	sh := s.Shard(0)
 	batch := s.NewBatch()
 	const n = 20_000
-	ids := make([]string, n)
+	ids := benchIDs(n)
 	attrs := map[string]any{"amount": 12.5, "sku": "sku-1"}
 	for i := range ids {
-		ids[i] = fmt.Sprintf("customer-%07d", i)
 		c := load(b, sh, ids[i])
 		c.MergeProfile(map[string]any{"segment": "mass", "age": int64(30 + i%40), "city": "Lisbon",
 			"cohort": fmt.Sprint("K", i%100), "income": 2500.0, "app_user": true})
@@ -402,13 +389,14 @@ func BenchmarkLoadFirstSeen(b *testing.B) {
 	s := statetest.Open(b, state.Options{GCInterval: -1, CacheCustomers: 1024})
 	p := mustPlan(b, 24*time.Hour, testSpecs...)
 	const n = 400_000
+	ids := benchIDs(n)
 	i := 0
 	if _, err := s.ImportProfiles(func() (state.ProfileRow, error) {
 		if i == n {
 			return state.ProfileRow{}, io.EOF
 		}
 		i++
-		return state.ProfileRow{ID: fmt.Sprintf("customer-%07d", i-1), Attrs: map[string]any{"segment": "mass", "age": int64(30 + i%40), "city": "Lisbon"}}, nil
+		return state.ProfileRow{ID: ids[i-1], Attrs: map[string]any{"segment": "mass", "age": int64(30 + i%40), "city": "Lisbon"}}, nil
 	}, nil); err != nil {
 		b.Fatal(err)
 	}
@@ -424,10 +412,6 @@ func BenchmarkLoadFirstSeen(b *testing.B) {
 	}
 	commit(b, s, batch)
 	sh := s.Shard(0)
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("customer-%07d", i)
-	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
@@ -439,4 +423,13 @@ func BenchmarkLoadFirstSeen(b *testing.B) {
 			commit(b, s, batch)
 		}
 	}
+}
+
+// benchIDs returns n customer ids, customer-0000000 on.
+func benchIDs(n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("customer-%07d", i)
+	}
+	return ids
 }

@@ -107,18 +107,25 @@ func chunked(t *testing.T, p *state.Plan, opts state.Options, events int) (*stat
 	t.Helper()
 	s := statetest.Open(t, opts)
 	ref := load(t, statetest.Open(t, state.Options{GCInterval: -1}).Shard(0), "alice")
+	feedChunks(t, s, p, ref, 0, events)
+	if len(state.ChunkKeys(s)) == 0 {
+		t.Fatal("no chunks written")
+	}
+	return s, ref
+}
+
+// feedChunks gives alice of s and ref chunkEvent from to to-1, a commit
+// each.
+func feedChunks(t *testing.T, s *state.Store, p *state.Plan, ref *state.Customer, from, to int) {
+	t.Helper()
 	b := s.NewBatch()
-	for i := range events {
+	for i := from; i < to; i++ {
 		c := load(t, s.Shard(0), "alice")
 		chunkEvent(p, c, i)
 		chunkEvent(p, ref, i)
 		b.Put(c)
 		commit(t, s, b)
 	}
-	if len(state.ChunkKeys(s)) == 0 {
-		t.Fatal("no chunks written")
-	}
-	return s, ref
 }
 
 // TestLateEventReseals sends an event older than sealed entries: the
@@ -136,13 +143,7 @@ func TestLateEventReseals(t *testing.T) {
 	c = load(t, s.Shard(0), "alice")
 	checkSame(t, "after the late event", p, c, ref, t0+99*10*sec)
 	// Sealing starts again.
-	for i := 100; i < 200; i++ {
-		c = load(t, s.Shard(0), "alice")
-		chunkEvent(p, c, i)
-		chunkEvent(p, ref, i)
-		b.Put(c)
-		commit(t, s, b)
-	}
+	feedChunks(t, s, p, ref, 100, 200)
 	if len(state.ChunkKeys(s)) == 0 {
 		t.Error("no chunks after 100 more events")
 	}
