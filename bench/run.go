@@ -1415,7 +1415,7 @@ func stateCompression(configFile string) string {
 func importProfiles(stateDir, compression string, cfg *Config, spec pointSpec, n int) (*ProfileLoad, error) {
 	t0 := time.Now()
 	g := NewGenerator(Workload{Customers: spec.customers, Skew: cfg.Skew, ZipfV: cfg.ZipfV, Seed: cfg.Seed, Mix: cfg.Mix})
-	store, err := state.Open(state.Options{Dir: stateDir, GCInterval: -1, Compression: compression})
+	store, err := state.Open(state.Options{Dir: stateDir, GCInterval: -1, Compression: compression, CompactOnClose: true})
 	if err != nil {
 		return nil, err
 	}

@@ -71,3 +71,14 @@ func Chunks(c *Customer) int { return len(c.chunks) }
 
 // ShardOf returns the shard of c.
 func ShardOf(c *Customer) *Shard { return c.shard }
+
+// LevelsWithTables returns the LSM levels of s that hold tables.
+func LevelsWithTables(s *Store) []int {
+	var ls []int
+	for _, l := range s.db.Levels() {
+		if l.NumTables > 0 {
+			ls = append(ls, l.Level)
+		}
+	}
+	return ls
+}

@@ -2,12 +2,14 @@ package state_test
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -670,6 +672,87 @@ func TestImportProfilesMergesInBulk(t *testing.T) {
 	p, _, _ = s.Profile("N09999")
 	if p["i"] != int64(9999) {
 		t.Errorf("imported profile %v", p)
+	}
+}
+
+// TestCompactOnClose: a bulk import closed with CompactOnClose leaves no
+// table in level 0, and a store closed with it has its tables in one
+// level, so the engine that opens it next reads a profile from one table
+// and starts without compactions to catch up on.
+func TestCompactOnClose(t *testing.T) {
+	const n = 20000
+	dir := t.TempDir()
+	open := func(compact bool) *state.Store {
+		t.Helper()
+		opts := state.Options{Dir: dir, GCInterval: -1, CompactOnClose: compact}
+		// Small memtables, tables and levels: an import fills several.
+		state.SetBadgerOptions(&opts, func(o badger.Options) badger.Options {
+			return o.WithMemTableSize(1 << 20).WithBaseTableSize(64 << 10).WithBaseLevelSize(256 << 10).
+				WithLevelSizeMultiplier(2).WithValueThreshold(1 << 10)
+		})
+		s, err := state.Open(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	closeStore := func(s *state.Store) {
+		t.Helper()
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Incompressible notes, so that the tables take room.
+	note := func(k int) string { return fmt.Sprintf("%x", sha256.Sum256([]byte(strconv.Itoa(k)))) }
+	id := func(k int) string { return fmt.Sprintf("C%07d", k) }
+	importRange := func(s *state.Store, from, to int) {
+		t.Helper()
+		k := from
+		if _, err := s.ImportProfiles(func() (state.ProfileRow, error) {
+			if k == to {
+				return state.ProfileRow{}, io.EOF
+			}
+			k++
+			// Out of key order, as a bank's export would be.
+			j := from + ((k-from)*7919)%(to-from)
+			return state.ProfileRow{ID: id(j), Attrs: map[string]any{"note": note(j)}}, nil
+		}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	levels := func() []int {
+		t.Helper()
+		s := open(false)
+		defer closeStore(s)
+		for _, k := range []int{0, n / 2, n - 1} {
+			p, ok, err := s.Profile(id(k))
+			if err != nil || !ok || p["note"] != note(k) {
+				t.Fatalf("profile %s: %v %v %v", id(k), p, ok, err)
+			}
+		}
+		return state.LevelsWithTables(s)
+	}
+
+	// An import into an empty store, as the bench's.
+	s := open(true)
+	importRange(s, 0, n)
+	closeStore(s)
+	if l := levels(); len(l) == 0 || l[0] == 0 {
+		t.Errorf("after an import closed with CompactOnClose: tables in levels %v, want none in level 0", l)
+	}
+
+	// A second import closed without it leaves tables in level 0 and
+	// below (the control), ...
+	s = open(false)
+	importRange(s, n, 2*n)
+	closeStore(s)
+	if l := levels(); len(l) < 2 || l[0] != 0 {
+		t.Fatalf("after an import closed without CompactOnClose: tables in levels %v, want level 0 and another (the control)", l)
+	}
+	// ... which a close with it compacts into one level.
+	closeStore(open(true))
+	if l := levels(); len(l) != 1 || l[0] == 0 {
+		t.Errorf("closed with CompactOnClose: tables in levels %v, want one level below 0", l)
 	}
 }
 

@@ -283,15 +283,18 @@ func cmdProfilesImport(ctx context.Context, args []string, stdout, stderr io.Wri
 // importDirect merges profiles straight into a stopped engine's state, in
 // bulk (state.Store.ImportProfiles).
 func importDirect(dir, compression string, row func() (string, map[string]any, error), bar *progress) (int, error) {
-	store, err := state.Open(state.Options{Dir: filepath.Join(dir, "state"), GCInterval: -1, Compression: compression})
+	store, err := state.Open(state.Options{Dir: filepath.Join(dir, "state"), GCInterval: -1, Compression: compression, CompactOnClose: true})
 	if err != nil {
 		return 0, fmt.Errorf("open %s (is kairos run using it? then import without --data): %w", dir, err)
 	}
-	defer store.Close()
-	return store.ImportProfiles(func() (state.ProfileRow, error) {
+	n, err := store.ImportProfiles(func() (state.ProfileRow, error) {
 		id, attrs, err := row()
 		return state.ProfileRow{ID: id, Attrs: engine.NormalizeAttrs(attrs)}, err
 	}, bar.set)
+	if cerr := store.Close(); err == nil {
+		err = cerr
+	}
+	return n, err
 }
 
 // importThroughNATS publishes one profile event per row, with a
