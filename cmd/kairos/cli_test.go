@@ -154,8 +154,13 @@ func TestProfilesImportDirect(t *testing.T) {
 	csv := filepath.Join(dir, "p.csv")
 	os.WriteFile(csv, []byte("customer_id,name,age\nC1,Ann,41\nC2,Bo,\n"), 0o644)
 	out, errOut, code := kairosCmd(t, context.Background(), "profiles", "import", "--data", filepath.Join(dir, "data"), csv)
-	if code != 0 || !strings.Contains(out, "imported 2 profiles") {
+	if code != 0 || !strings.Contains(out, "imported 2 profiles") || !strings.Contains(errOut, "compacting the state's tables") {
 		t.Fatalf("exit %d: %s %s", code, out, errOut)
+	}
+	// Again, left as written (--compact=false): a merge, no compaction.
+	out, errOut, code = kairosCmd(t, context.Background(), "profiles", "import", "--data", filepath.Join(dir, "data"), "--compact=false", csv)
+	if code != 0 || !strings.Contains(out, "imported 2 profiles") || strings.Contains(errOut, "compacting") {
+		t.Fatalf("--compact=false: exit %d: %s %s", code, out, errOut)
 	}
 	// The engine sees them.
 	natsAddr := freePort(t)

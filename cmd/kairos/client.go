@@ -212,6 +212,7 @@ func cmdProfilesImport(ctx context.Context, args []string, stdout, stderr io.Wri
 	cf := addClientFlags(fs)
 	data := fs.String("data", "", "import straight into this data directory (the engine must not be running); default: through NATS as profile events")
 	compression := fs.String("compression", state.CompressionSnappy, "with --data: the table compression to write, as the engine's state.compression (snappy, zstd, none)")
+	compact := fs.Bool("compact", true, "with --data: when the rows are in, compact the state's tables into one level, so that the engine reads each profile from one table (takes time in proportion to the whole state)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -263,7 +264,7 @@ func cmdProfilesImport(ctx context.Context, args []string, stdout, stderr io.Wri
 	}
 	var n int
 	if *data != "" {
-		n, err = importDirect(*data, *compression, row, bar)
+		n, err = importDirect(*data, *compression, *compact, row, bar)
 	} else {
 		n, err = importThroughNATS(ctx, cf, row, bar)
 	}
@@ -281,9 +282,10 @@ func cmdProfilesImport(ctx context.Context, args []string, stdout, stderr io.Wri
 }
 
 // importDirect merges profiles straight into a stopped engine's state, in
-// bulk (state.Store.ImportProfiles).
-func importDirect(dir, compression string, row func() (string, map[string]any, error), bar *progress) (int, error) {
-	store, err := state.Open(state.Options{Dir: filepath.Join(dir, "state"), GCInterval: -1, Compression: compression, CompactOnClose: true})
+// bulk (state.Store.ImportProfiles), then, with compact, compacts its
+// tables into one level as it closes it (state.Options.CompactOnClose).
+func importDirect(dir, compression string, compact bool, row func() (string, map[string]any, error), bar *progress) (int, error) {
+	store, err := state.Open(state.Options{Dir: filepath.Join(dir, "state"), GCInterval: -1, Compression: compression, CompactOnClose: compact})
 	if err != nil {
 		return 0, fmt.Errorf("open %s (is kairos run using it? then import without --data): %w", dir, err)
 	}
@@ -291,6 +293,10 @@ func importDirect(dir, compression string, row func() (string, map[string]any, e
 		id, attrs, err := row()
 		return state.ProfileRow{ID: id, Attrs: engine.NormalizeAttrs(attrs)}, err
 	}, bar.set)
+	if compact && err == nil {
+		bar.done()
+		fmt.Fprintln(bar.w, "compacting the state's tables into one level")
+	}
 	if cerr := store.Close(); err == nil {
 		err = cerr
 	}

@@ -18,6 +18,7 @@ type progress struct {
 	start    time.Time
 	last     time.Time
 	n        int
+	ended    bool
 }
 
 func newProgress(w io.Writer, what string, fraction func() float64) *progress {
@@ -75,9 +76,10 @@ func (p *progress) draw(final bool) {
 	fmt.Fprintf(p.w, "\r%s %d %s, %.0f/s%s", bar, p.n, p.what, rate, end)
 }
 
-// done draws the last state (the terminal line is ended).
+// done draws the last state (the terminal line is ended), once.
 func (p *progress) done() {
-	if p.tty && p.n > 0 {
+	if p.tty && p.n > 0 && !p.ended {
 		p.draw(true)
 	}
+	p.ended = true
 }
