@@ -371,7 +371,31 @@ func TestCustomersTarget(t *testing.T) {
 	for i := range 3 {
 		small.Runs[i].Round, big.Runs[i].Round = i+1, i+1
 	}
-	if c := capacityRatio(&small, &big); c.rate != 20000 || !c.exact || c.ratio != 0.9 {
+	if c := capacityRatio(&small, &big, 2); c.rate != 20000 || !c.exact || c.ratio != 0.9 || c.disturbed != nil {
 		t.Errorf("over rounds: %+v, want the median ratio 0.9 (0.5, 0.9, 0.9)", c)
 	}
+
+	// A run that shared the machine with other processes settles nothing:
+	// not a pass, and not a miss either (which side lost what?).
+	for _, tc := range []struct {
+		name       string
+		small, big Point
+	}{
+		{"100k disturbed", point(100_000, disturbedRun(behind(20000, 12900))), point(10_000_000, behind(20000, 13900))},
+		{"10M disturbed", point(100_000, behind(20000, 19000)), point(10_000_000, disturbedRun(behind(20000, 9000)))},
+	} {
+		rep := &Report{Points: []Point{tc.small, tc.big}, Machine: Machine{CPUs: 2}}
+		for _, c := range checkTargets(rep) {
+			if c.Target == target && (c.Status != NotMeasured || !strings.Contains(c.Measured, "other processes used more than a fifth of the machine's CPU during the ")) {
+				t.Errorf("%s: %s, %q; want %s, naming the disturbed run", tc.name, c.Status, c.Measured, NotMeasured)
+			}
+		}
+	}
+}
+
+// disturbedRun is x during which other processes used 6.4 CPU-seconds of
+// its 10 (a fifth of two CPUs is 4).
+func disturbedRun(x RunResult) RunResult {
+	x.OtherCPUSeconds = 6.4
+	return x
 }
