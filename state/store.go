@@ -60,10 +60,11 @@ type Options struct {
 	// DefaultBlockCacheBytes and DefaultIndexCacheBytes. Every customer
 	// load that misses the decoded-customer cache reads through them.
 	BlockCacheBytes, IndexCacheBytes int64
-	// CompactOnClose makes Close leave the tables in one level: it
-	// compacts the levels into the last one that holds data (Badger's
-	// Flatten), then level 0, with what the memtables held, into the
-	// level below. It is for a bulk writer (kairos profiles import
+	// CompactOnClose makes Close compact the tables: the levels into the
+	// last one that holds data (Badger's Flatten), then level 0, with what
+	// the memtables held, into the level below. No table is left in level
+	// 0, and only what the memtables held last lies above the last level.
+	// It is for a bulk writer (kairos profiles import
 	// --data, the bench's import) that hands the store to an engine:
 	// without it a profile import leaves overlapping tables in level 0
 	// and in the levels above the last, so the engine's reads of a

@@ -212,7 +212,7 @@ func cmdProfilesImport(ctx context.Context, args []string, stdout, stderr io.Wri
 	cf := addClientFlags(fs)
 	data := fs.String("data", "", "import straight into this data directory (the engine must not be running); default: through NATS as profile events")
 	compression := fs.String("compression", state.CompressionSnappy, "with --data: the table compression to write, as the engine's state.compression (snappy, zstd, none)")
-	compact := fs.Bool("compact", true, "with --data: when the rows are in, compact the state's tables into one level, so that the engine reads each profile from one table (takes time in proportion to the whole state)")
+	compact := fs.Bool("compact", true, "with --data: when the rows are in, compact the state's tables (nothing left in level 0, the levels below merged), so that the engine reads a profile from one table or two (takes time in proportion to the whole state)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -283,7 +283,7 @@ func cmdProfilesImport(ctx context.Context, args []string, stdout, stderr io.Wri
 
 // importDirect merges profiles straight into a stopped engine's state, in
 // bulk (state.Store.ImportProfiles), then, with compact, compacts its
-// tables into one level as it closes it (state.Options.CompactOnClose).
+// tables as it closes it (state.Options.CompactOnClose).
 func importDirect(dir, compression string, compact bool, row func() (string, map[string]any, error), bar *progress) (int, error) {
 	store, err := state.Open(state.Options{Dir: filepath.Join(dir, "state"), GCInterval: -1, Compression: compression, CompactOnClose: compact})
 	if err != nil {
@@ -295,7 +295,7 @@ func importDirect(dir, compression string, compact bool, row func() (string, map
 	}, bar.set)
 	if compact && err == nil {
 		bar.done()
-		fmt.Fprintln(bar.w, "compacting the state's tables into one level")
+		fmt.Fprintln(bar.w, "compacting the state's tables")
 	}
 	if cerr := store.Close(); err == nil {
 		err = cerr
