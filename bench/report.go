@@ -513,7 +513,7 @@ func (r *Report) Markdown(w io.Writer, plots map[int]string) {
 		if p.ProfileLoad != nil {
 			how := "published as profile events, timed from the first publish to the engine's acknowledgement of the last"
 			if p.ProfileLoad.Method == ProfileImport {
-				how = "imported in bulk into the engine's state before it started (as `kairos profiles import --data`), timed from opening the state to closing it"
+				how = "imported in bulk into the engine's state before it started (as `kairos profiles import --data`), timed from opening the state to closing it, the compaction at the close included"
 			}
 			fmt.Fprintf(w, "- Profiles: %d in %.1f s (%.0f/s), %s.\n", p.ProfileLoad.Count, p.ProfileLoad.Seconds, p.ProfileLoad.PerSecond, how)
 		}
