@@ -336,7 +336,7 @@ func TestMakeOutputDirs(t *testing.T) {
 // the 100k point kept up, only a miss can be told.
 func TestCustomersTarget(t *testing.T) {
 	point := func(customers int, runs ...RunResult) Point {
-		return Point{Customers: customers, Rules: 100, Runs: runs, Best: -1, BaselineBest: -1}
+		return Point{Label: FormatCount(customers) + " customers", Customers: customers, Rules: 100, Runs: runs, Best: -1, BaselineBest: -1}
 	}
 	behind := func(rate int, processed float64) RunResult {
 		r := run("engine", rate, 100, 900, false)
@@ -380,13 +380,14 @@ func TestCustomersTarget(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		small, big Point
+		run        string
 	}{
-		{"100k disturbed", point(100_000, disturbedRun(behind(20000, 12900))), point(10_000_000, behind(20000, 13900))},
-		{"10M disturbed", point(100_000, behind(20000, 19000)), point(10_000_000, disturbedRun(behind(20000, 9000)))},
+		{"100k disturbed", point(100_000, disturbedRun(behind(20000, 12900))), point(10_000_000, behind(20000, 13900)), "100k customers engine at 20000/s"},
+		{"10M disturbed", point(100_000, behind(20000, 19000)), point(10_000_000, disturbedRun(behind(20000, 9000))), "10M customers engine at 20000/s"},
 	} {
 		rep := &Report{Points: []Point{tc.small, tc.big}, Machine: Machine{CPUs: 2}}
 		for _, c := range checkTargets(rep) {
-			if c.Target == target && (c.Status != NotMeasured || !strings.Contains(c.Measured, "other processes used more than a fifth of the machine's CPU during the ")) {
+			if c.Target == target && (c.Status != NotMeasured || !strings.Contains(c.Measured, "other processes used more than a fifth of the machine's CPU during "+tc.run+":")) {
 				t.Errorf("%s: %s, %q; want %s, naming the disturbed run", tc.name, c.Status, c.Measured, NotMeasured)
 			}
 		}

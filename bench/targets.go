@@ -357,7 +357,7 @@ func notes(r *Report) []string {
 		for _, runs := range [][]RunResult{p.BaselineRuns, p.Runs} {
 			for _, x := range runs {
 				if disturbed(x, r.Machine.CPUs) {
-					shared = append(shared, fmt.Sprintf("%s %s at %d/s (%.0f%% of the machine)", p.Label, x.name(), x.TargetRate, 100*x.OtherCPUSeconds/(x.Seconds*float64(r.Machine.CPUs))))
+					shared = append(shared, fmt.Sprintf("%s (%.0f%% of the machine)", runLabel(&p, &x), 100*x.OtherCPUSeconds/(x.Seconds*float64(r.Machine.CPUs))))
 				}
 			}
 		}
@@ -384,6 +384,11 @@ func notes(r *Report) []string {
 // machine as about Kairos.
 func disturbed(x RunResult, cpus int) bool {
 	return x.Seconds > 0 && cpus > 0 && x.OtherCPUSeconds > 0.2*x.Seconds*float64(cpus)
+}
+
+// runLabel names run x of point p in a sentence.
+func runLabel(p *Point, x *RunResult) string {
+	return fmt.Sprintf("%s %s at %d/s", p.Label, x.name(), x.TargetRate)
 }
 
 // capacityCompare is capacityRatio's answer.
@@ -421,17 +426,11 @@ func capacityRatio(small, big *Point, cpus int) capacityCompare {
 				smalls, bigs = append(smalls, s.ProcessedPerSec), append(bigs, b.ProcessedPerSec)
 				ratios = append(ratios, b.ProcessedPerSec/s.ProcessedPerSec)
 				exact = exact && s.AtCapacity
-				for _, x := range []struct {
-					p   *Point
-					run RunResult
-				}{{small, s}, {big, b}} {
-					if disturbed(x.run, cpus) {
-						d := fmt.Sprintf("the %s point's run", FormatCount(x.p.Customers))
-						if x.run.Round > 0 {
-							d += fmt.Sprintf(" of round %d", x.run.Round)
-						}
-						dist = append(dist, d)
-					}
+				if disturbed(s, cpus) {
+					dist = append(dist, runLabel(small, &s))
+				}
+				if disturbed(b, cpus) {
+					dist = append(dist, runLabel(big, &b))
 				}
 			}
 		}
