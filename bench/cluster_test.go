@@ -59,6 +59,8 @@ func TestValidateInstances(t *testing.T) {
 		"instances sweep with --instances":  {Launcher: &ChildLauncher{}, Instances: 2, Sweep: &Sweep{Dim: "instances", Values: []int{1, 2}}},
 		"too many instances":                {Launcher: &ChildLauncher{}, Instances: 65},
 		"too many partitions":               {Launcher: &ChildLauncher{}, Partitions: 2000},
+		"--nats-process with --nats-url":    {NATSURL: "nats://127.0.0.1:4222", NATSExe: "kairos"},
+		"--nats-process with an embedded":   {Launcher: &embeds{}, NATSExe: "kairos"},
 	} {
 		c.Defaults()
 		if err := c.Validate(); err == nil {
@@ -66,6 +68,12 @@ func TestValidateInstances(t *testing.T) {
 		}
 	}
 }
+
+// embeds is a launcher whose engine embeds its nats-server, as
+// --engine in-process.
+type embeds struct{ ChildLauncher }
+
+func (embeds) EmbedsNATS() bool { return true }
 
 func TestScaleRatios(t *testing.T) {
 	pt := func(n, processed int) Point {

@@ -70,6 +70,13 @@ type Config struct {
 	// NATSURL drives an engine that is already running, through this NATS:
 	// the bench only publishes and consumes.
 	NATSURL string
+	// NATSExe, when set, runs the nats-server the bench starts in a
+	// process of its own (`NATSExe bench --nats-server-child DIR`, the
+	// kairos binary) instead of the bench's, so that its CPU is measured
+	// apart from the load generator's (RunResult.NATSCPUSeconds). Only
+	// for engines that do not embed their nats-server (the child
+	// launcher, cluster mode).
+	NATSExe string
 	// Prefix is the engine's subject prefix (default kairos) and Durable
 	// its consumer on the events stream (default kairos-engine).
 	Prefix  string
@@ -311,6 +318,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Launcher == nil && c.NATSURL == "" {
 		bad("no engine: give a launcher or --nats-url")
+	}
+	if c.NATSExe != "" && (c.NATSURL != "" || c.Launcher != nil && c.Launcher.EmbedsNATS() && !c.clustered()) {
+		bad("--nats-process needs a nats-server the bench starts: not with --nats-url or --engine in-process (whose engine embeds it)")
 	}
 	if c.NATSURL != "" && c.Sweep != nil && c.Sweep.Dim != "rate" {
 		bad("--sweep %s needs the bench to start the engine; with --nats-url only rate can be swept", c.Sweep.Dim)

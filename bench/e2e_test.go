@@ -1,6 +1,7 @@
 package bench_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -348,6 +349,55 @@ func TestBenchRounds(t *testing.T) {
 	for _, want := range []string{"| engine, round 2 |", "engine, round 1 at 500/s: second by second", "- Rounds, each engine run against the baseline run of its round at the same rate: round 1 p99", "2 rounds"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report.md lacks %q", want)
+		}
+	}
+}
+
+// TestBenchNATSProcess runs the built kairos binary with --nats-process:
+// the nats-server in a process of its own, its CPU measured apart from
+// the bench's in every run, and gone with the bench's runs.
+func TestBenchNATSProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the kairos binary")
+	}
+	bin := filepath.Join(t.TempDir(), "kairos")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/kairos").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, dir := t.TempDir(), t.TempDir()
+	rep, err := bench.Run(t.Context(), bench.Config{
+		Customers: 1000, Rules: 20, Rate: 1000, Duration: 2 * time.Second, Warmup: 500 * time.Millisecond,
+		Baseline: true, Launcher: &bench.ChildLauncher{Exe: bin}, NATSExe: bin, Out: out, Dir: dir, Keep: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := rep.Points[0]
+	for _, x := range append(p.BaselineRuns, p.Runs...) {
+		if x.NATSCPUSeconds <= 0 || x.BenchCPUSeconds <= 0 || x.ProcessedPerSec <= 0 {
+			t.Errorf("%s run: nats-server CPU %v s, bench CPU %v s, %v processed/s", x.Side, x.NATSCPUSeconds, x.BenchCPUSeconds, x.ProcessedPerSec)
+		}
+	}
+	if !rep.Setup.NATSProcess || !strings.Contains(rep.Setup.NATS, "a process of its own") || !strings.Contains(rep.Setup.UsageScope, "--nats-process") {
+		t.Errorf("setup %+v", rep.Setup)
+	}
+	md, err := os.ReadFile(filepath.Join(out, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(md), " + nats-server ") {
+		t.Errorf("report.md gives no nats-server CPU:\n%s", md)
+	}
+	// The server stored the streams under the point's directory, and its
+	// process ended with the point.
+	stores, _ := filepath.Glob(filepath.Join(dir, "*", "nats", "jetstream"))
+	if len(stores) != 1 {
+		t.Errorf("nats-server stores %v", stores)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range procs {
+		if b, err := os.ReadFile(f); err == nil && bytes.Contains(b, []byte(bench.NATSServerFlag)) && bytes.Contains(b, []byte(dir)) {
+			t.Errorf("the nats-server process outlived the bench's run: %s %q", f, b)
 		}
 	}
 }

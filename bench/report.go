@@ -37,6 +37,9 @@ type Setup struct {
 	Mode       string `json:"mode"`
 	UsageScope string `json:"usage_scope"`
 	NATS       string `json:"nats"`
+	// NATSProcess says that the nats-server ran in a process of its own
+	// (--nats-process), its CPU measured apart (RunResult.NATSCPUSeconds).
+	NATSProcess bool `json:"nats_process,omitempty"`
 	// Latency is what the latency figures measure.
 	Latency   string  `json:"latency"`
 	Customers int     `json:"customers"`
@@ -225,6 +228,10 @@ type RunResult struct {
 	// time: the load generator and offers consumer, and in child mode the
 	// nats-server, in baseline runs the baseline consumer too.
 	BenchCPUSeconds float64 `json:"bench_cpu_seconds,omitempty"`
+	// NATSCPUSeconds is the nats-server's CPU time during the measured
+	// time, when it runs as a process of its own (--nats-process); it is
+	// then not part of BenchCPUSeconds.
+	NATSCPUSeconds float64 `json:"nats_cpu_seconds,omitempty"`
 	// OtherCPUSeconds is the CPU time the rest of the machine used during
 	// the measured time: everything busy minus the bench, the engine and the
 	// baseline (when each is measured). On a shared machine it says how
@@ -446,6 +453,21 @@ func cpu(v float64) string {
 	return fmt.Sprintf("%.1f", v)
 }
 
+// benchCPU is the bench CPU cell: the bench process's CPU seconds and,
+// with the nats-server in a process of its own (--nats-process), its CPU
+// seconds and per event processed.
+func benchCPU(x RunResult) string {
+	c := cpu(x.BenchCPUSeconds)
+	if x.NATSCPUSeconds <= 0 {
+		return c
+	}
+	c += fmt.Sprintf(" + nats-server %.1f", x.NATSCPUSeconds)
+	if n := x.ProcessedPerSec * x.Seconds; n > 0 {
+		c += fmt.Sprintf(" (%.0f µs/event)", x.NATSCPUSeconds/n*1e6)
+	}
+	return c
+}
+
 func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
 
 // Markdown writes report.md; plots names the SVG of each point index.
@@ -498,7 +520,7 @@ func (r *Report) Markdown(w io.Writer, plots map[int]string) {
 				fmt.Fprintf(w, "| %s | %s | %s | %d | %.0f | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %d | %s | %s | %.1f | %s |\n",
 					p.Label, x.name(), instancesCell(p, x), x.TargetRate, x.SentPerSec, x.ProcessedPerSec, x.OffersPerSec,
 					ms(x.Latency.P50), ms(x.Latency.P90), ms(x.Latency.P99), ms(x.Latency.P999), ms(x.Latency.Max), quietCell(x),
-					x.LagMax, cpu(x.CPUSeconds), cpu(x.BenchCPUSeconds), x.OtherCPUSeconds, x.Verdict)
+					x.LagMax, cpu(x.CPUSeconds), benchCPU(x), x.OtherCPUSeconds, x.Verdict)
 			}
 		}
 	}
@@ -748,7 +770,7 @@ func (r *Report) scaleOutMarkdown(w io.Writer) {
 		for _, x := range p.Runs {
 			fmt.Fprintf(w, "| %s | %s | %.0f | %s | %s | %s | %s | %.0f | %s | %.1f | %s | %d / %d | %s | %s |\n",
 				inst, rateCell(&x), x.ProcessedPerSec, ratio, ms(x.Latency.P50), ms(x.Latency.P99), cpu(x.CPUSeconds),
-				x.CPUMicrosPerEvent, cpu(x.BenchCPUSeconds), x.OtherCPUSeconds, peak, p.OffersEmitted, p.OffersReceived, same, x.Verdict)
+				x.CPUMicrosPerEvent, benchCPU(x), x.OtherCPUSeconds, peak, p.OffersEmitted, p.OffersReceived, same, x.Verdict)
 		}
 	}
 	fmt.Fprintf(w, "\nEvery instance, the nats-server, the load generator and the offers consumer ran on this machine's %d CPUs. "+

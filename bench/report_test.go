@@ -301,6 +301,21 @@ func TestNotes(t *testing.T) {
 	if text := strings.Join(notes(r), "\n"); strings.Contains(text, "--cpuprofile") {
 		t.Errorf("a profiled report is pointed to --cpuprofile:\n%s", text)
 	}
+	// With the nats-server in a process of its own, the notes and the
+	// bench CPU cells say where its CPU is.
+	r.Setup.NATSProcess = true
+	x := &r.Points[0].Runs[0]
+	x.BenchCPUSeconds, x.NATSCPUSeconds, x.ProcessedPerSec, x.Seconds = 2, 3, 1000, 10
+	if text := strings.Join(notes(r), "\n"); !strings.Contains(text, "a nats-server in a process of its own (--nats-process)") || !strings.Contains(text, "nats-server (its CPU given apart)") {
+		t.Errorf("notes with --nats-process:\n%s", text)
+	}
+	if got, want := benchCPU(*x), "2.0 + nats-server 3.0 (300 µs/event)"; got != want {
+		t.Errorf("bench CPU cell %q, want %q", got, want)
+	}
+	x.NATSCPUSeconds = 0
+	if got := benchCPU(*x); got != "2.0" {
+		t.Errorf("bench CPU cell without a nats-server process: %q", got)
+	}
 	r.Setup.Mode = "external"
 	r.Points[0].Runs[0].CPUProfile = nil
 	if text := strings.Join(notes(r), "\n"); strings.Contains(text, "--cpuprofile") {

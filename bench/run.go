@@ -180,6 +180,13 @@ func newReport(cfg *Config) *Report {
 			nats = "nats-server " + NATSVersion() + " embedded in the engine (file storage), the bench connects over TCP"
 		}
 	}
+	natsOwn := func(scope string) string {
+		if cfg.NATSExe == "" {
+			return scope
+		}
+		return strings.Replace(scope, "nats-server runs in the bench process and is not counted",
+			"nats-server runs in a process of its own (--nats-process), counted apart from the bench process (\"+ nats-server\" in the bench CPU column)", 1)
+	}
 	instances := ""
 	if cfg.Launcher != nil && cfg.clustered() {
 		nats = "nats-server " + NATSVersion() + " with JetStream (file storage) started by the bench in its own process; the engine instances connect over TCP"
@@ -191,6 +198,9 @@ func newReport(cfg *Config) *Report {
 			scope = "the engine processes (kairos run instances, children of the bench; /proc/<pid>/stat and status), summed over the instances and also given per instance; " +
 				"peak RSS is the sum of each instance's peak; nats-server runs in the bench process and is not counted"
 		}
+	}
+	if cfg.NATSExe != "" {
+		nats = strings.Replace(nats, "started by the bench in its own process", "started by the bench in a process of its own (kairos bench --nats-server-child)", 1)
 	}
 	sweep := ""
 	if cfg.Sweep != nil {
@@ -222,7 +232,7 @@ func newReport(cfg *Config) *Report {
 		Started: time.Now(),
 		Machine: MachineFacts(),
 		Setup: Setup{
-			Mode: mode, UsageScope: scope, NATS: nats, Latency: latencyDefinition,
+			Mode: mode, UsageScope: natsOwn(scope), NATS: nats, NATSProcess: cfg.NATSExe != "", Latency: latencyDefinition,
 			Customers: cfg.Customers, Skew: cfg.Skew, ZipfV: cfg.ZipfV,
 			TopShare: g.Share(1), Top1Share: g.Share(max(1, cfg.Customers/100)),
 			Mix: FormatMix(cfg.Mix), Profiles: profiles, Rules: cfg.Rules, RuleAudience: cfg.RuleAudience, Seed: cfg.Seed, Policy: policy,
@@ -257,6 +267,8 @@ type pointRun struct {
 	cluster *clusterTarget
 	// round is the round being run with --repeat (from 1), 0 without.
 	round int
+	// natsPID is the nats-server's process with Config.NATSExe, else 0.
+	natsPID int
 	// peakAnon is the largest anonymous RSS of the engine's process seen
 	// while a run went (ourCPU); 0 in-process.
 	peakAnon atomic.Int64
@@ -314,15 +326,24 @@ func runPoint(ctx context.Context, cfg *Config, spec pointSpec, dir string, base
 		}
 		natsURL := ""
 		if !cfg.Launcher.EmbedsNATS() || spec.cluster {
-			ns, err = startNATS(filepath.Join(dir, "nats"))
-			if err != nil {
-				return nil, err
+			if cfg.NATSExe != "" {
+				nc, err := startNATSChild(cfg.NATSExe, filepath.Join(dir, "nats"), time.Minute)
+				if err != nil {
+					return nil, err
+				}
+				defer nc.stop()
+				natsURL, p.natsPID = nc.url, nc.pid()
+			} else {
+				ns, err = startNATS(filepath.Join(dir, "nats"))
+				if err != nil {
+					return nil, err
+				}
+				defer func() {
+					ns.Shutdown()
+					ns.WaitForShutdown()
+				}()
+				natsURL = ns.ClientURL()
 			}
-			defer func() {
-				ns.Shutdown()
-				ns.WaitForShutdown()
-			}()
-			natsURL = ns.ClientURL()
 		}
 		t0 := time.Now()
 		if spec.cluster {
@@ -823,8 +844,8 @@ func (p *pointRun) run(ctx context.Context, d *driver, side string, rate int) (R
 	type snapshot struct {
 		ackFloor uint64
 		err      error
-		u, b     Usage
-		uok      bool
+		u, b, n  Usage
+		uok, nok bool
 		iu       []Usage
 		m        []metricsSnapshot
 		busy     float64
@@ -836,6 +857,7 @@ func (p *pointRun) run(ctx context.Context, d *driver, side string, rate int) (R
 		s.u, s.uok = p.usage(side)
 		s.iu = p.instanceUsage(side)
 		s.b, _ = ProcUsage(0)
+		s.n, s.nok = p.natsUsage()
 		s.busy, _ = machineBusy()
 		s.m = p.scrapeEach(ctx, side)
 		first <- s
@@ -849,6 +871,7 @@ func (p *pointRun) run(ctx context.Context, d *driver, side string, rate int) (R
 	u1, _ := p.usage(side)
 	iu1 := p.instanceUsage(side)
 	b1, _ := ProcUsage(0)
+	n1, n1ok := p.natsUsage()
 	busy1, busyOK := machineBusy()
 	if stopProfile() {
 		cp, perr := readCPUProfile(cfg.CPUProfile)
@@ -885,9 +908,12 @@ func (p *pointRun) run(ctx context.Context, d *driver, side string, rate int) (R
 		r.PageFaults = u1.PageFaults - u0.PageFaults
 	}
 	r.BenchCPUSeconds = b1.CPUSeconds - b0.CPUSeconds
+	if s0.nok && n1ok {
+		r.NATSCPUSeconds = n1.CPUSeconds - s0.n.CPUSeconds
+	}
 	if busyOK && s0.busy > 0 {
 		// In-process, the engine's usage is the bench process's own.
-		ours := r.BenchCPUSeconds
+		ours := r.BenchCPUSeconds + r.NATSCPUSeconds
 		if p.cfg.Launcher != nil && p.cfg.Launcher.Mode() != "in-process" || side != "engine" {
 			ours += r.CPUSeconds
 		}
@@ -1062,6 +1088,16 @@ func (p *pointRun) usage(side string) (Usage, bool) {
 		return Usage{}, false
 	}
 	return p.target.Usage()
+}
+
+// natsUsage is the usage of the nats-server's process when it has one
+// (Config.NATSExe).
+func (p *pointRun) natsUsage() (Usage, bool) {
+	if p.natsPID == 0 {
+		return Usage{}, false
+	}
+	u, err := ProcUsage(p.natsPID)
+	return u, err == nil
 }
 
 // startProfile starts the CPU profile and the execution trace at the

@@ -340,7 +340,12 @@ func notes(r *Report) []string {
 		n = append(n, "Cluster mode, in-process: the engine instances, the nats-server, the load generator and the offers consumer share one process; CPU and RSS figures count all of them.")
 	case r.Setup.Mode == "child":
 		n = append(n, "The engine runs as a child process (kairos run) against a nats-server in the bench process, so engine CPU and RSS are the engine's alone; nats-server, the load generator and the offers consumer share the same cores (bench CPU).")
-	case r.Setup.Mode == "in-process":
+	}
+	if r.Setup.NATSProcess && len(n) > 0 {
+		n[len(n)-1] = strings.Replace(n[len(n)-1], "a nats-server in the bench process", "a nats-server in a process of its own (--nats-process)", 1)
+		n[len(n)-1] = strings.Replace(n[len(n)-1], "nats-server, the load generator and the offers consumer", "nats-server (its CPU given apart), the load generator and the offers consumer", 1)
+	}
+	if r.Setup.Cluster == "" && r.Setup.Mode == "in-process" {
 		n = append(n, "In-process mode: the engine, its embedded nats-server, the load generator and the offers consumer share one process; CPU and RSS figures count all of them.")
 	}
 	switch {

@@ -66,6 +66,10 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// Hidden: kairos bench --baseline starts this process as the baseline
 	// consumer when the engine runs as a child process.
 	baselineOnly := fs.Bool(bench.BaselineFlag, false, "internal: run only the baseline consumer against --nats-url")
+	natsProcess := fs.Bool("nats-process", false, "run the nats-server the bench starts in a process of its own, so that its CPU is measured apart from the load generator's (with --engine child or cluster mode)")
+	// Hidden: kairos bench --nats-process starts this process as its
+	// nats-server.
+	natsOnly := fs.String(bench.NATSServerFlag, "", "internal: run only the bench's nats-server, storing under this directory")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -75,6 +79,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *baselineOnly {
 		return runBaselineConsumer(ctx, cfg.NATSURL)
+	}
+	if *natsOnly != "" {
+		return bench.ServeNATS(ctx, *natsOnly, os.Stdin, stdout)
 	}
 	if cfg.Repeat < 1 {
 		// bench.Config takes 0 as its default, one round; a flag of 0 is a mistake.
@@ -115,6 +122,13 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		default:
 			return fmt.Errorf("--engine %q: use child or in-process", *mode)
 		}
+	}
+	if *natsProcess {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find the kairos binary: %w", err)
+		}
+		cfg.NATSExe = exe
 	}
 	if !*quiet {
 		cfg.Progress = stderr
