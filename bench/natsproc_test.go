@@ -24,3 +24,24 @@ func TestNATSChildFails(t *testing.T) {
 		t.Errorf("the failure took %v", time.Since(start))
 	}
 }
+
+// TestOurCPUCountsTheNATSProcess: with the nats-server in a process of its
+// own, its CPU is the bench's, not the rest of the machine's (the quiet
+// seconds, --wait-idle and "other CPU" subtract it). The test stands in
+// this process for the server's, so ours counts its CPU twice.
+func TestOurCPUCountsTheNATSProcess(t *testing.T) {
+	for u, _ := ProcUsage(0); u.CPUSeconds < 0.02; u, _ = ProcUsage(0) { // some CPU to count
+		for i := range 1_000_000 {
+			sinkCPU += i
+		}
+	}
+	p := &pointRun{cfg: &Config{}}
+	alone := p.ourCPU("baseline")
+	p.natsPID = os.Getpid()
+	both := p.ourCPU("baseline")
+	if alone <= 0 || both < 1.9*alone {
+		t.Errorf("our CPU %.2f s alone, %.2f s with the nats-server process", alone, both)
+	}
+}
+
+var sinkCPU int

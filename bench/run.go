@@ -1063,14 +1063,17 @@ func (p *pointRun) instanceUsage(side string) []Usage {
 	return p.cluster.usages()
 }
 
-// usage is the engine's usage for engine runs; baseline runs measure only
-// the bench process.
-// ourCPU is the CPU seconds used so far by the bench's process and by
-// side's, when that is another process. Called every second while a run
-// goes, it also keeps the engine process's largest anonymous RSS.
+// ourCPU is the CPU seconds used so far by the bench's process, by its
+// nats-server's when that is a process of its own (--nats-process), and by
+// side's, when that is another process: what is not the rest of the
+// machine. Called every second while a run goes, it also keeps the engine
+// process's largest anonymous RSS.
 func (p *pointRun) ourCPU(side string) float64 {
 	b, _ := ProcUsage(0)
 	c := b.CPUSeconds
+	if n, ok := p.natsUsage(); ok {
+		c += n.CPUSeconds
+	}
 	if u, ok := p.usage(side); ok && (side != "engine" || p.cfg.Launcher == nil || p.cfg.Launcher.Mode() != "in-process") {
 		c += u.CPUSeconds
 		if side == "engine" && u.AnonRSSBytes > p.peakAnon.Load() {
@@ -1080,6 +1083,8 @@ func (p *pointRun) ourCPU(side string) float64 {
 	return c
 }
 
+// usage is the engine's usage for engine runs, the baseline consumer's
+// for baseline runs when it is a process of its own.
 func (p *pointRun) usage(side string) (Usage, bool) {
 	if side != "engine" {
 		if p.baselineTarget != nil {
