@@ -60,8 +60,8 @@ type natsChild struct {
 }
 
 // startNATSChild starts `exe bench --nats-server-child dir` and waits until
-// it gives its URL (at most timeout). Its output beyond that line goes to
-// dir/../nats-server.log.
+// it gives its URL (at most timeout). What it writes besides that line
+// goes to dir+".log".
 func startNATSChild(exe, dir string, timeout time.Duration) (*natsChild, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, err
@@ -121,6 +121,7 @@ func startNATSChild(exe, dir string, timeout time.Duration) (*natsChild, error) 
 	case c.url = <-urls:
 		return c, nil
 	case <-c.done:
+		in.Close()
 		return nil, fmt.Errorf("the nats-server process ended before it served (%v): %s", c.err, tail(dir+".log", 5))
 	case <-time.After(timeout):
 		c.stop()
