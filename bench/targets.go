@@ -7,6 +7,33 @@ import (
 	"strings"
 )
 
+// transportShare says what the nats-server alone would take of this
+// machine at rate, from the CPU per event of its process (--nats-process)
+// in the run at the highest rate, "" when no run measured it.
+func transportShare(r *Report, rate int) string {
+	var best *RunResult
+	for i := range r.Points {
+		for _, runs := range [][]RunResult{r.Points[i].BaselineRuns, r.Points[i].Runs} {
+			for j := range runs {
+				x := &runs[j]
+				if x.NATSCPUSeconds > 0 && x.ProcessedPerSec > 0 && x.Seconds > 0 && (best == nil || x.TargetRate > best.TargetRate) {
+					best = x
+				}
+			}
+		}
+	}
+	if best == nil {
+		return ""
+	}
+	per := best.NATSCPUSeconds / (best.ProcessedPerSec * best.Seconds)
+	s := fmt.Sprintf("nats-server alone spent %.0f µs of CPU per event at %d/s (%s run, its own process): at %s events/s that is %.1f CPUs",
+		per*1e6, best.TargetRate, best.Side, FormatCount(rate), per*float64(rate))
+	if c := r.Machine.CPUs; c > 0 {
+		s += fmt.Sprintf(" of this machine's %d", c)
+	}
+	return s
+}
+
 // Status of a target.
 const (
 	Met         = "met"
@@ -52,6 +79,9 @@ func checkTargets(r *Report) []Check {
 		m := "no sustained run with 100 rules"
 		if best > 0 {
 			m = fmt.Sprintf("highest sustained rate %s events/s at %s", FormatCount(int(best)), at)
+		}
+		if t := transportShare(r, 50000); t != "" {
+			m += "; " + t
 		}
 		add("≥ 50,000 events/s sustained, 100 rules, 1M customers", best >= 50000, big && r.Setup.Max, m,
 			"kairos bench --max --customers 1M --baseline")
