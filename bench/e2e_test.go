@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -240,10 +239,7 @@ func TestBenchChildProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the kairos binary")
 	}
-	bin := filepath.Join(t.TempDir(), "kairos")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/kairos").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := bench.KairosBinary(t)
 	out, diag := t.TempDir(), t.TempDir()
 	cpu, trc, mem := filepath.Join(diag, "cpu.prof"), filepath.Join(diag, "trace.out"), filepath.Join(diag, "heap.prof")
 	// An engine behind a token, as in production: /debug/pprof/ is an
@@ -291,7 +287,7 @@ func TestBenchChildProcess(t *testing.T) {
 	if p := rep.Points[0]; p.PeakAnonRSSBytes <= 0 || p.PeakAnonRSSBytes > p.PeakRSSBytes {
 		t.Errorf("peak anonymous RSS %d, peak RSS %d", p.PeakAnonRSSBytes, p.PeakRSSBytes)
 	}
-	if rep.Setup.Mode != "child" || !strings.Contains(rep.Setup.UsageScope, "engine process alone") {
+	if rep.Setup.Mode != "child" || !strings.Contains(rep.Setup.UsageScope, "engine process alone") || !strings.Contains(rep.Setup.UsageScope, "nats-server runs in the bench process") {
 		t.Errorf("setup %+v", rep.Setup)
 	}
 }
@@ -360,10 +356,7 @@ func TestBenchNATSProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the kairos binary")
 	}
-	bin := filepath.Join(t.TempDir(), "kairos")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/kairos").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := bench.KairosBinary(t)
 	out, dir := t.TempDir(), t.TempDir()
 	rep, err := bench.Run(t.Context(), bench.Config{
 		Customers: 1000, Rules: 20, Rate: 1000, Duration: 2 * time.Second, Warmup: 500 * time.Millisecond,
