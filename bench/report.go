@@ -462,10 +462,20 @@ func benchCPU(x RunResult) string {
 		return c
 	}
 	c += fmt.Sprintf(" + nats-server %.1f", x.NATSCPUSeconds)
-	if n := x.ProcessedPerSec * x.Seconds; n > 0 {
-		c += fmt.Sprintf(" (%.0f µs/event)", x.NATSCPUSeconds/n*1e6)
+	if us := x.natsMicrosPerEvent(); us > 0 {
+		c += fmt.Sprintf(" (%.0f µs/event)", us)
 	}
 	return c
+}
+
+// natsMicrosPerEvent is the nats-server's CPU per event processed, when
+// its process was measured (--nats-process); else 0.
+func (x *RunResult) natsMicrosPerEvent() float64 {
+	n := x.ProcessedPerSec * x.Seconds
+	if x.NATSCPUSeconds <= 0 || n <= 0 {
+		return 0
+	}
+	return x.NATSCPUSeconds / n * 1e6
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }

@@ -172,35 +172,34 @@ func newReport(cfg *Config) *Report {
 	case cfg.Profiles > 0:
 		profiles = strconv.Itoa(cfg.Profiles)
 	}
+	// Where the nats-server the bench starts runs, and how its CPU is
+	// counted.
+	natsWhere, natsCPU := "in its own process", "nats-server runs in the bench process and is not counted"
+	if cfg.NATSExe != "" {
+		natsWhere = "in a process of its own (kairos bench --nats-server-child)"
+		natsCPU = "nats-server runs in a process of its own (--nats-process), counted apart from the bench process (\"+ nats-server\" in the bench CPU column)"
+	}
 	mode, scope, nats := "external", "not measured: the engine runs elsewhere", "NATS at "+cfg.NATSURL+" (external)"
 	if cfg.Launcher != nil {
 		mode, scope = cfg.Launcher.Mode(), cfg.Launcher.UsageScope()
-		nats = "nats-server " + NATSVersion() + " with JetStream (file storage) started by the bench in its own process; the engine connects over TCP"
+		nats = "nats-server " + NATSVersion() + " with JetStream (file storage) started by the bench " + natsWhere + "; the engine connects over TCP"
 		if cfg.Launcher.EmbedsNATS() {
 			nats = "nats-server " + NATSVersion() + " embedded in the engine (file storage), the bench connects over TCP"
+		} else {
+			scope += "; " + natsCPU
 		}
-	}
-	natsOwn := func(scope string) string {
-		if cfg.NATSExe == "" {
-			return scope
-		}
-		return strings.Replace(scope, "nats-server runs in the bench process and is not counted",
-			"nats-server runs in a process of its own (--nats-process), counted apart from the bench process (\"+ nats-server\" in the bench CPU column)", 1)
 	}
 	instances := ""
 	if cfg.Launcher != nil && cfg.clustered() {
-		nats = "nats-server " + NATSVersion() + " with JetStream (file storage) started by the bench in its own process; the engine instances connect over TCP"
+		nats = "nats-server " + NATSVersion() + " with JetStream (file storage) started by the bench " + natsWhere + "; the engine instances connect over TCP"
 		instances = fmt.Sprintf("cluster mode: %d partitions; each instance a %s engine with its own data directory and HTTP port, all on this machine. "+
 			"The points wait until the partitions are owned and spread evenly before any traffic", cfg.Partitions, mode)
 		if mode == "in-process" {
 			scope = "the whole bench process (/proc/self): every engine instance, the nats-server, the load generator and the offers consumer together"
 		} else {
 			scope = "the engine processes (kairos run instances, children of the bench; /proc/<pid>/stat and status), summed over the instances and also given per instance; " +
-				"peak RSS is the sum of each instance's peak; nats-server runs in the bench process and is not counted"
+				"peak RSS is the sum of each instance's peak; " + natsCPU
 		}
-	}
-	if cfg.NATSExe != "" {
-		nats = strings.Replace(nats, "started by the bench in its own process", "started by the bench in a process of its own (kairos bench --nats-server-child)", 1)
 	}
 	sweep := ""
 	if cfg.Sweep != nil {
@@ -232,7 +231,7 @@ func newReport(cfg *Config) *Report {
 		Started: time.Now(),
 		Machine: MachineFacts(),
 		Setup: Setup{
-			Mode: mode, UsageScope: natsOwn(scope), NATS: nats, NATSProcess: cfg.NATSExe != "", Latency: latencyDefinition,
+			Mode: mode, UsageScope: scope, NATS: nats, NATSProcess: cfg.NATSExe != "", Latency: latencyDefinition,
 			Customers: cfg.Customers, Skew: cfg.Skew, ZipfV: cfg.ZipfV,
 			TopShare: g.Share(1), Top1Share: g.Share(max(1, cfg.Customers/100)),
 			Mix: FormatMix(cfg.Mix), Profiles: profiles, Rules: cfg.Rules, RuleAudience: cfg.RuleAudience, Seed: cfg.Seed, Policy: policy,

@@ -208,7 +208,7 @@ func (l *ChildLauncher) EmbedsNATS() bool { return false }
 
 // UsageScope implements Launcher.
 func (l *ChildLauncher) UsageScope() string {
-	return "the engine process alone (kairos run, a child of the bench; /proc/<pid>/stat and status), and in baseline runs the baseline consumer's process alone; nats-server runs in the bench process and is not counted"
+	return "the engine process alone (kairos run, a child of the bench; /proc/<pid>/stat and status), and in baseline runs the baseline consumer's process alone"
 }
 
 // Launch implements Launcher.

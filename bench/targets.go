@@ -16,7 +16,7 @@ func transportShare(r *Report, rate int) string {
 		for _, runs := range [][]RunResult{r.Points[i].BaselineRuns, r.Points[i].Runs} {
 			for j := range runs {
 				x := &runs[j]
-				if x.NATSCPUSeconds > 0 && x.ProcessedPerSec > 0 && x.Seconds > 0 && (best == nil || x.TargetRate > best.TargetRate) {
+				if x.natsMicrosPerEvent() > 0 && (best == nil || x.TargetRate > best.TargetRate) {
 					best = x
 				}
 			}
@@ -25,9 +25,9 @@ func transportShare(r *Report, rate int) string {
 	if best == nil {
 		return ""
 	}
-	per := best.NATSCPUSeconds / (best.ProcessedPerSec * best.Seconds)
+	us := best.natsMicrosPerEvent()
 	s := fmt.Sprintf("nats-server alone spent %.0f µs of CPU per event at %d/s (%s run, its own process): at %s events/s that is %.1f CPUs",
-		per*1e6, best.TargetRate, best.Side, FormatCount(rate), per*float64(rate))
+		us, best.TargetRate, best.Side, FormatCount(rate), us*1e-6*float64(rate))
 	if c := r.Machine.CPUs; c > 0 {
 		s += fmt.Sprintf(" of this machine's %d", c)
 	}
@@ -363,19 +363,19 @@ func join(parts []string) string {
 // notes says what the figures include and where a reader could be misled.
 func notes(r *Report) []string {
 	var n []string
+	// Where the nats-server ran, and whose CPU it is.
+	natsAt, natsCPU := "a nats-server in the bench process", "nats-server"
+	if r.Setup.NATSProcess {
+		natsAt, natsCPU = "a nats-server in a process of its own (--nats-process)", "nats-server (its CPU given apart)"
+	}
 	switch {
 	case r.Setup.Cluster != "" && r.Setup.Mode == "child":
-		n = append(n, "Cluster mode: each engine instance runs as a child process (kairos run) against a nats-server in the bench process; engine CPU and RSS are summed over the instance processes; nats-server, the load generator and the offers consumer are bench CPU.")
+		n = append(n, "Cluster mode: each engine instance runs as a child process (kairos run) against "+natsAt+"; engine CPU and RSS are summed over the instance processes; "+natsCPU+", the load generator and the offers consumer are bench CPU.")
 	case r.Setup.Cluster != "" && r.Setup.Mode == "in-process":
 		n = append(n, "Cluster mode, in-process: the engine instances, the nats-server, the load generator and the offers consumer share one process; CPU and RSS figures count all of them.")
 	case r.Setup.Mode == "child":
-		n = append(n, "The engine runs as a child process (kairos run) against a nats-server in the bench process, so engine CPU and RSS are the engine's alone; nats-server, the load generator and the offers consumer share the same cores (bench CPU).")
-	}
-	if r.Setup.NATSProcess && len(n) > 0 {
-		n[len(n)-1] = strings.Replace(n[len(n)-1], "a nats-server in the bench process", "a nats-server in a process of its own (--nats-process)", 1)
-		n[len(n)-1] = strings.Replace(n[len(n)-1], "nats-server, the load generator and the offers consumer", "nats-server (its CPU given apart), the load generator and the offers consumer", 1)
-	}
-	if r.Setup.Cluster == "" && r.Setup.Mode == "in-process" {
+		n = append(n, "The engine runs as a child process (kairos run) against "+natsAt+", so engine CPU and RSS are the engine's alone; "+natsCPU+", the load generator and the offers consumer share the same cores (bench CPU).")
+	case r.Setup.Mode == "in-process":
 		n = append(n, "In-process mode: the engine, its embedded nats-server, the load generator and the offers consumer share one process; CPU and RSS figures count all of them.")
 	}
 	switch {
