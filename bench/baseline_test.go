@@ -17,7 +17,7 @@ import (
 // storing under a temporary directory.
 func natsForTest(t *testing.T) *nats.Conn {
 	t.Helper()
-	ns, err := startNATS(t.TempDir())
+	ns, err := startNATS(t.TempDir(), false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -66,6 +67,25 @@ func TestValidateInstances(t *testing.T) {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// TestValidateNATSCPUProfile: --nats-cpuprofile profiles the server's own
+// process, so it needs --nats-process.
+func TestValidateNATSCPUProfile(t *testing.T) {
+	c := Config{Launcher: &ChildLauncher{}, NATSCPUProfile: "nats.prof"}
+	c.Defaults()
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--nats-cpuprofile needs --nats-process") {
+		t.Errorf("without --nats-process: %v", err)
+	}
+	c.NATSExe = "kairos"
+	if err := c.Validate(); err != nil {
+		t.Errorf("with --nats-process: %v", err)
+	}
+	c.ProfileRun = 2
+	c.Repeat = 2
+	if err := c.Validate(); err != nil {
+		t.Errorf("--profile-run 2 with --nats-cpuprofile alone: %v", err)
 	}
 }
 

@@ -99,6 +99,9 @@ type Config struct {
 	CPUProfile string // CPU profile of one engine run's measured phase (ProfileRun): of a child engine, or in-process of the bench's process
 	Trace      string // execution trace of the same phase and process
 	MemProfile string // heap profile of the same process at the end of the same phase
+	// NATSCPUProfile is the CPU profile of the nats-server process
+	// (NATSExe) over the same engine run's measured phase.
+	NATSCPUProfile string
 	// ProfileRun is which engine run, counted from 1 in the order they
 	// run, the profiles are of (default 1): with --repeat and one point,
 	// the round.
@@ -322,6 +325,9 @@ func (c *Config) Validate() error {
 	if c.NATSExe != "" && (c.NATSURL != "" || c.Launcher != nil && c.Launcher.EmbedsNATS() && !c.clustered()) {
 		bad("--nats-process needs a nats-server the bench starts: not with --nats-url or --engine in-process (whose engine embeds it)")
 	}
+	if c.NATSCPUProfile != "" && c.NATSExe == "" {
+		bad("--nats-cpuprofile needs --nats-process: it profiles the nats-server's own process")
+	}
 	if c.NATSURL != "" && c.Sweep != nil && c.Sweep.Dim != "rate" {
 		bad("--sweep %s needs the bench to start the engine; with --nats-url only rate can be swept", c.Sweep.Dim)
 	}
@@ -343,8 +349,8 @@ func (c *Config) Validate() error {
 	switch {
 	case c.ProfileRun < 1:
 		bad("--profile-run must be 1 or more")
-	case c.ProfileRun > 1 && c.CPUProfile == "" && c.Trace == "" && c.MemProfile == "":
-		bad("--profile-run needs --cpuprofile, --trace or --memprofile")
+	case c.ProfileRun > 1 && c.CPUProfile == "" && c.Trace == "" && c.MemProfile == "" && c.NATSCPUProfile == "":
+		bad("--profile-run needs --cpuprofile, --trace, --memprofile or --nats-cpuprofile")
 	case c.ProfileRun > c.Repeat && c.Sweep == nil && !c.Max:
 		bad("--profile-run %d: there are %d engine runs (--repeat)", c.ProfileRun, c.Repeat)
 	}

@@ -361,6 +361,7 @@ func TestBenchNATSProcess(t *testing.T) {
 	rep, err := bench.Run(t.Context(), bench.Config{
 		Customers: 1000, Rules: 20, Rate: 1000, Duration: 2 * time.Second, Warmup: 500 * time.Millisecond,
 		Baseline: true, Launcher: &bench.ChildLauncher{Exe: bin}, NATSExe: bin, Out: out, Dir: dir, Keep: true,
+		NATSCPUProfile: filepath.Join(out, "nats.prof"),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -371,6 +372,20 @@ func TestBenchNATSProcess(t *testing.T) {
 			t.Errorf("%s run: nats-server CPU %v s, bench CPU %v s, %v processed/s", x.Side, x.NATSCPUSeconds, x.BenchCPUSeconds, x.ProcessedPerSec)
 		}
 	}
+	// --nats-cpuprofile: the server's process profiled over the engine
+	// run, summarised by part of the server.
+	if x := p.BaselineRuns[0]; x.NATSCPUProfile != nil {
+		t.Errorf("the baseline run has a nats-server profile: the profile is of an engine run")
+	}
+	cp := p.Runs[0].NATSCPUProfile
+	switch {
+	case cp == nil:
+		t.Fatal("the engine run has no nats-server profile")
+	case cp.Seconds <= 0 || len(cp.NATSServer) == 0 || !strings.Contains(cp.Scope, "nats-server process"):
+		t.Errorf("nats-server profile %+v", cp)
+	case cp.Components[0].Name != "nats-server":
+		t.Errorf("the nats-server process's profile is led by %q: %+v", cp.Components[0].Name, cp.Components)
+	}
 	if !rep.Setup.NATSProcess || !strings.Contains(rep.Setup.NATS, "a process of its own") || !strings.Contains(rep.Setup.UsageScope, "--nats-process") {
 		t.Errorf("setup %+v", rep.Setup)
 	}
@@ -378,8 +393,8 @@ func TestBenchNATSProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(md), " + nats-server ") {
-		t.Errorf("report.md gives no nats-server CPU:\n%s", md)
+	if !strings.Contains(string(md), " + nats-server ") || !strings.Contains(string(md), "Where nats-server's CPU went in the engine run") {
+		t.Errorf("report.md gives no nats-server CPU or profile:\n%s", md)
 	}
 	// The server stored the streams under the point's directory, and its
 	// process ended with the point.

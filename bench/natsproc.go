@@ -18,16 +18,25 @@ import (
 // Config.NATSExe.
 const NATSServerFlag = "nats-server-child"
 
+// NATSProfilingFlag is the hidden flag that, with NATSServerFlag, makes
+// the nats-server child serve /debug/pprof/ (--nats-cpuprofile).
+const NATSProfilingFlag = "nats-server-child-pprof"
+
 // natsURLLine prefixes the line on which a nats-server child gives its
-// client URL once it accepts connections.
-const natsURLLine = "nats-url "
+// client URL once it accepts connections; natsPprofLine the one before it
+// with the base URL of its /debug/pprof/, when it serves one.
+const (
+	natsURLLine   = "nats-url "
+	natsPprofLine = "nats-pprof "
+)
 
 // ServeNATS is the nats-server child's process: it starts the server the
 // bench would start in its own process (startNATS) storing under dir,
-// writes its client URL to w, and serves until ctx ends (the bench sends
-// SIGINT) or stdin closes (the bench is gone).
-func ServeNATS(ctx context.Context, dir string, stdin io.Reader, w io.Writer) error {
-	ns, err := startNATS(dir)
+// writes its client URL to w (after the URL of its /debug/pprof/, with
+// profiling), and serves until ctx ends (the bench sends SIGINT) or stdin
+// closes (the bench is gone).
+func ServeNATS(ctx context.Context, dir string, profiling bool, stdin io.Reader, w io.Writer) error {
+	ns, err := startNATS(dir, profiling)
 	if err != nil {
 		return err
 	}
@@ -35,6 +44,15 @@ func ServeNATS(ctx context.Context, dir string, stdin io.Reader, w io.Writer) er
 		ns.Shutdown()
 		ns.WaitForShutdown()
 	}()
+	if profiling {
+		a := ns.ProfilerAddr()
+		if a == nil {
+			return errors.New("nats-server: no profiling port")
+		}
+		if _, err := fmt.Fprintf(w, "%shttp://%s/debug/pprof/\n", natsPprofLine, a); err != nil {
+			return err
+		}
+	}
 	if _, err := fmt.Fprintf(w, "%s%s\n", natsURLLine, ns.ClientURL()); err != nil {
 		return err
 	}
@@ -55,14 +73,16 @@ type natsChild struct {
 	cmd   *exec.Cmd
 	stdin io.Closer
 	url   string
+	pprof string // base URL of its /debug/pprof/, with profiling
 	done  chan struct{}
 	err   error
 }
 
 // startNATSChild starts `exe bench --nats-server-child dir` and waits until
-// it gives its URL (at most timeout). What it writes besides that line
-// goes to dir+".log".
-func startNATSChild(exe, dir string, timeout time.Duration) (*natsChild, error) {
+// it gives its URL (at most timeout); with profiling, it serves
+// /debug/pprof/ too. What it writes besides those lines goes to
+// dir+".log".
+func startNATSChild(exe, dir string, profiling bool, timeout time.Duration) (*natsChild, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, err
 	}
@@ -70,7 +90,11 @@ func startNATSChild(exe, dir string, timeout time.Duration) (*natsChild, error) 
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(exe, "bench", "--"+NATSServerFlag, dir)
+	args := []string{"bench", "--" + NATSServerFlag, dir}
+	if profiling {
+		args = append(args, "--"+NATSProfilingFlag)
+	}
+	cmd := exec.Command(exe, args...)
 	cmd.Stderr = logf
 	// It dies with the bench, even on kill -9 of the bench.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -99,12 +123,18 @@ func startNATSChild(exe, dir string, timeout time.Duration) (*natsChild, error) 
 		return nil, fmt.Errorf("start the nats-server process: %w", err)
 	}
 	c := &natsChild{cmd: cmd, stdin: in, done: make(chan struct{})}
-	urls := make(chan string, 1)
+	type urlPair struct{ client, pprof string }
+	urls := make(chan urlPair, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
+		var pprof string
 		for sc.Scan() {
+			if u, ok := strings.CutPrefix(sc.Text(), natsPprofLine); ok {
+				pprof = u
+				continue
+			}
 			if u, ok := strings.CutPrefix(sc.Text(), natsURLLine); ok {
-				urls <- u
+				urls <- urlPair{u, pprof}
 				break
 			}
 			fmt.Fprintln(logf, sc.Text())
@@ -118,7 +148,12 @@ func startNATSChild(exe, dir string, timeout time.Duration) (*natsChild, error) 
 		close(c.done)
 	}()
 	select {
-	case c.url = <-urls:
+	case u := <-urls:
+		c.url, c.pprof = u.client, u.pprof
+		if profiling && c.pprof == "" {
+			c.stop()
+			return nil, errors.New("the nats-server process gave no profiling URL")
+		}
 		return c, nil
 	case <-c.done:
 		in.Close()

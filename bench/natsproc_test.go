@@ -16,7 +16,7 @@ func TestNATSChildFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	_, err := startNATSChild(script, filepath.Join(t.TempDir(), "nats"), time.Minute)
+	_, err := startNATSChild(script, filepath.Join(t.TempDir(), "nats"), false, time.Minute)
 	if err == nil || !strings.Contains(err.Error(), "ended before it served") || !strings.Contains(err.Error(), "address in use") {
 		t.Fatalf("err = %v", err)
 	}

@@ -31,6 +31,16 @@ type CPUProfile struct {
 	Components []Share `json:"components"`
 	// Top are the functions with the most CPU in their own code (flat).
 	Top []Share `json:"top_functions"`
+	// Syscalls is the share of the CPU sampled in system calls (the
+	// sample's innermost frame enters the kernel: the syscall packages,
+	// and the runtime's futex, epoll and memory calls), the kernel's time
+	// in them included.
+	Syscalls float64 `json:"syscall_share"`
+	// NATSServer is nats-server's CPU (its component) by the type of the
+	// sample's innermost nats-server frame, server.(*fileStore) say, or
+	// by function where that has no receiver: which part of the server
+	// spent it, system calls included. Empty when the profile has none.
+	NATSServer []Share `json:"nats_server,omitempty"`
 }
 
 // Share is the CPU of one component or function in a CPUProfile.
@@ -57,6 +67,57 @@ var profileComponents = []struct{ prefix, name string }{
 	{"github.com/google/cel-go/", "cel-go"},
 	{"github.com/vmihailenco/msgpack/", "msgpack"},
 	{"github.com/prometheus/", "Prometheus client"},
+}
+
+// syscallPrefixes and syscallFuncs name the functions in which a
+// sample's innermost frame is a system call.
+var (
+	syscallPrefixes = []string{"internal/runtime/syscall", "runtime/internal/syscall", "syscall.", "golang.org/x/sys/unix."}
+	syscallFuncs    = []string{"runtime.futex", "runtime.epollwait", "runtime.usleep", "runtime.osyield", "runtime.nanosleep",
+		"runtime.madvise", "runtime.sysMmap", "runtime.munmap", "runtime.write1", "runtime.read", "runtime.tgkill",
+		"runtime.rtsigprocmask", "runtime.sched_getaffinity"}
+)
+
+// isSyscall tells whether fn enters the kernel.
+func isSyscall(fn string) bool {
+	for _, p := range syscallPrefixes {
+		if strings.HasPrefix(fn, p) {
+			return true
+		}
+	}
+	return slices.Contains(syscallFuncs, fn)
+}
+
+// natsServerPkg prefixes the functions of nats-server's server package.
+const natsServerPkg = "github.com/nats-io/nats-server/v2/"
+
+// natsArea names the part of nats-server a function of it belongs to:
+// its receiver type (server.(*fileStore) for
+// server.(*fileStore).writeMsgRecord and its closures), or the function
+// itself when it has none; without the type arguments of generics.
+func natsArea(fn string) string {
+	fn = strings.TrimPrefix(fn, natsServerPkg)
+	if i := strings.Index(fn, ".(*"); i >= 0 {
+		typ := fn[i+len(".(*"):]
+		if j := strings.IndexAny(typ, "[)"); j >= 0 {
+			return fn[:i] + ".(*" + typ[:j] + ")"
+		}
+	}
+	if i := strings.IndexByte(fn, '['); i >= 0 {
+		fn = fn[:i]
+	}
+	// A closure, fn.func1 or fn.func1.2, is its function's.
+	for i := strings.Index(fn, ".func"); i >= 0; {
+		if rest := fn[i+len(".func"):]; rest != "" && rest[0] >= '0' && rest[0] <= '9' {
+			return fn[:i]
+		}
+		j := strings.Index(fn[i+1:], ".func")
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return fn
 }
 
 const (
@@ -128,6 +189,7 @@ func (p *profile) summarise() (*CPUProfile, error) {
 	// a sample's stack may repeat one (fuzzed input does).
 	type locInfo struct {
 		leaf, comp string // innermost function, innermost known component
+		nats       string // innermost nats-server frame's area
 		gc         bool   // a frame of the collector's background workers
 	}
 	locs := make(map[uint64]locInfo, len(p.locations))
@@ -142,19 +204,23 @@ func (p *profile) summarise() (*CPUProfile, error) {
 			if li.comp == "" {
 				li.comp = component(fn)
 			}
+			if li.nats == "" && strings.HasPrefix(fn, natsServerPkg) {
+				li.nats = natsArea(fn)
+			}
 		}
 		locs[id] = li
 	}
 	byComp := map[string]int64{}
 	flat := map[string]int64{}
-	var total int64
+	byArea := map[string]int64{}
+	var total, sys, natsTotal int64
 	for _, s := range p.samples {
 		if vi >= len(s.values) {
 			continue
 		}
 		v := s.values[vi]
 		total += v
-		comp, leaf := "", ""
+		comp, leaf, area := "", "", ""
 		gc := false
 		for i, loc := range s.locations {
 			li := locs[loc]
@@ -167,7 +233,15 @@ func (p *profile) summarise() (*CPUProfile, error) {
 			}
 			if comp == "" {
 				comp = li.comp
+				area = li.nats
 			}
+		}
+		if isSyscall(leaf) {
+			sys += v
+		}
+		if comp == "nats-server" && area != "" {
+			byArea[area] += v
+			natsTotal += v
 		}
 		switch {
 		case gc:
@@ -183,6 +257,12 @@ func (p *profile) summarise() (*CPUProfile, error) {
 	out := &CPUProfile{Seconds: float64(total) / 1e9, WallSeconds: float64(p.duration) / 1e9}
 	out.Components = shares(byComp, total, 0)
 	out.Top = shares(flat, total, profileTop)
+	if total > 0 {
+		out.Syscalls = float64(sys) / float64(total)
+	}
+	if natsTotal > 0 {
+		out.NATSServer = shares(byArea, total, profileTop)
+	}
 	return out, nil
 }
 

@@ -159,6 +159,10 @@ func FuzzSummariseCPUProfile(f *testing.F) {
 		}
 	}
 	f.Add([]byte{})
+	f.Add(stackProfile([]stackSample{
+		{[]string{"internal/runtime/syscall/linux.Syscall6", "github.com/nats-io/nats-server/v2/server.(*msgBlock[go.shape.int]).flush.func1"}, 1e6},
+		{[]string{"github.com/nats-io/nats-server/v2/server.fastHash.func2.1"}, 1e6},
+	}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var zb bytes.Buffer
 		zw := gzip.NewWriter(&zb)
@@ -167,4 +171,100 @@ func FuzzSummariseCPUProfile(f *testing.F) {
 		_, _ = SummariseCPUProfile(bytes.NewReader(b))
 		_, _ = SummariseCPUProfile(bytes.NewReader(zb.Bytes()))
 	})
+}
+
+// stackProfile is a CPU profile in profile.proto of samples given as
+// stacks of function names, leaf first, each with its CPU nanoseconds.
+func stackProfile(samples []stackSample) []byte {
+	bytesF := func(n protowire.Number, b []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, n, protowire.BytesType), b)
+	}
+	varint := func(n protowire.Number, v uint64) []byte {
+		return protowire.AppendVarint(protowire.AppendTag(nil, n, protowire.VarintType), v)
+	}
+	strs := []string{"", "cpu", "nanoseconds"}
+	ids := map[string]uint64{} // function name → function and location id
+	var out, locs []byte
+	out = append(out, bytesF(1, append(varint(1, 1), varint(2, 2)...))...)
+	for _, s := range samples {
+		var stack []byte
+		for _, fn := range s.stack {
+			id, ok := ids[fn]
+			if !ok {
+				id = uint64(len(ids) + 1)
+				ids[fn] = id
+				strs = append(strs, fn)
+				locs = append(locs, bytesF(5, append(varint(1, id), varint(2, uint64(len(strs)-1))...))...)
+				locs = append(locs, bytesF(4, append(varint(1, id), bytesF(4, varint(1, id))...))...)
+			}
+			stack = protowire.AppendVarint(stack, id)
+		}
+		out = append(out, bytesF(2, append(bytesF(1, stack), varint(2, uint64(s.ns))...))...)
+	}
+	out = append(out, locs...)
+	for _, s := range strs {
+		out = append(out, bytesF(6, []byte(s))...)
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(out)
+	zw.Close()
+	return buf.Bytes()
+}
+
+type stackSample struct {
+	stack []string // leaf first
+	ns    int64
+}
+
+// TestSummariseSyscallsAndNATSServer checks the share in system calls
+// and nats-server's parts on a profile whose answer is known.
+func TestSummariseSyscallsAndNATSServer(t *testing.T) {
+	const srv = "github.com/nats-io/nats-server/v2/server"
+	cp, err := SummariseCPUProfile(bytes.NewReader(stackProfile([]stackSample{
+		{[]string{"internal/runtime/syscall/linux.Syscall6", "syscall.pwrite", "os.(*File).WriteAt", srv + ".(*msgBlock).flushPendingMsgsLocked", srv + ".(*fileStore).StoreMsg"}, 200e6},
+		{[]string{srv + ".(*stream).internalLoop.func1", srv + ".(*stream).internalLoop"}, 100e6},
+		{[]string{"runtime.futex", "runtime.notesleep", "runtime.mPark"}, 100e6},
+		{[]string{srv + "/stree.(*SubjectTree[go.shape.struct { " + srv + ".total uint64 }]).Find", srv + ".(*fileStore).FilteredState"}, 50e6},
+		{[]string{srv + ".fastHash.func2", srv + ".functionOfNoType"}, 50e6},
+	})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp.Syscalls != 0.6 {
+		t.Errorf("system calls %v of the CPU, want 0.6 (the pwrite and the futex)", cp.Syscalls)
+	}
+	want := []Share{
+		{"server.(*msgBlock)", 0.2, 0.4},
+		{"server.(*stream)", 0.1, 0.2},
+		{"server.fastHash", 0.05, 0.1},
+		{"server/stree.(*SubjectTree)", 0.05, 0.1},
+	}
+	if len(cp.NATSServer) != len(want) {
+		t.Fatalf("nats-server parts %+v, want %+v", cp.NATSServer, want)
+	}
+	for i, w := range want {
+		if c := cp.NATSServer[i]; c.Name != w.Name || c.Seconds != w.Seconds || c.Share != w.Share {
+			t.Errorf("part %d: %+v, want %+v", i, c, w)
+		}
+	}
+	// A profile without nats-server has no parts of it.
+	if cp, err := SummariseCPUProfile(bytes.NewReader(synthProfile())); err != nil || cp.NATSServer != nil || cp.Syscalls != 0 {
+		t.Errorf("engine profile: parts %+v, system calls %v, %v", cp.NATSServer, cp.Syscalls, err)
+	}
+}
+
+func TestNATSArea(t *testing.T) {
+	for in, want := range map[string]string{
+		"github.com/nats-io/nats-server/v2/server.(*client).processInboundClientMsg": "server.(*client)",
+		"github.com/nats-io/nats-server/v2/server.(*client).flushOutbound.func1":     "server.(*client)",
+		"github.com/nats-io/nats-server/v2/server.fastHash.func2.1":                  "server.fastHash",
+		"github.com/nats-io/nats-server/v2/server.functionOfNoType":                  "server.functionOfNoType",
+		"github.com/nats-io/nats-server/v2/server/gsl.matchLevel[go.shape.*uint8]":   "server/gsl.matchLevel",
+		"github.com/nats-io/nats-server/v2/server/avl.(*SequenceSet).Insert":         "server/avl.(*SequenceSet)",
+	} {
+		if got := natsArea(in); got != want {
+			t.Errorf("natsArea(%q) = %q, want %q", in, got, want)
+		}
+	}
 }

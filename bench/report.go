@@ -245,7 +245,9 @@ type RunResult struct {
 	PublishErrors int64   `json:"publish_errors,omitempty"`
 	// CPUProfile summarises --cpuprofile, on the run it was taken of.
 	CPUProfile *CPUProfile `json:"cpu_profile,omitempty"`
-	Unmatched  int64       `json:"unmatched_offers,omitempty"`
+	// NATSCPUProfile summarises --nats-cpuprofile, on the same run.
+	NATSCPUProfile *CPUProfile `json:"nats_cpu_profile,omitempty"`
+	Unmatched      int64       `json:"unmatched_offers,omitempty"`
 	// Engine is what the engine's /metrics say about the run, when read
 	// (summed over the instances in cluster mode).
 	Engine *EngineStats `json:"engine,omitempty"`
@@ -403,6 +405,14 @@ func (r *Report) Table(w io.Writer) {
 					cells = append(cells, fmt.Sprintf("%s %.0f%%", c.Name, 100*c.Share))
 				}
 				parts = append(parts, fmt.Sprintf("CPU at %d/s (--cpuprofile): %s", x.TargetRate, strings.Join(cells, ", ")))
+			}
+			if cp := x.NATSCPUProfile; cp != nil {
+				cells := make([]string, 0, 4)
+				for _, c := range cp.NATSServer[:min(3, len(cp.NATSServer))] {
+					cells = append(cells, fmt.Sprintf("%s %.0f%%", c.Name, 100*c.Share))
+				}
+				cells = append(cells, fmt.Sprintf("system calls %.0f%%", 100*cp.Syscalls))
+				parts = append(parts, fmt.Sprintf("nats-server CPU at %d/s (--nats-cpuprofile): %s", x.TargetRate, strings.Join(cells, ", ")))
 			}
 		}
 		if p.Cluster {
@@ -616,7 +626,10 @@ func (r *Report) Markdown(w io.Writer, plots map[int]string) {
 		}
 		for _, x := range p.Runs {
 			if x.CPUProfile != nil {
-				cpuProfileMarkdown(w, &x)
+				cpuProfileMarkdown(w, &x, "", "--cpuprofile", x.CPUProfile)
+			}
+			if x.NATSCPUProfile != nil {
+				cpuProfileMarkdown(w, &x, "nats-server's ", "--nats-cpuprofile", x.NATSCPUProfile)
 			}
 		}
 		for _, x := range append(append([]RunResult{}, p.BaselineRuns...), p.Runs...) {
@@ -671,15 +684,22 @@ func runtimeCells(x *RunResult) string {
 	return gc + " | " + share + " | " + faults
 }
 
-// cpuProfileMarkdown writes where the CPU of the run with --cpuprofile
-// went: by component, and the functions with the most CPU of their own.
-func cpuProfileMarkdown(w io.Writer, x *RunResult) {
-	cp := x.CPUProfile
-	fmt.Fprintf(w, "\nWhere the CPU went in the %s run at %d/s (`--cpuprofile %s`: %.1f s of CPU sampled in %.1f s of measured time, "+
-		"%s; each sample counted to the innermost frame of a known component):\n\n", x.name(), x.TargetRate, cp.File, cp.Seconds, cp.WallSeconds, orDash(cp.Scope))
+// cpuProfileMarkdown writes where the CPU in profile cp (of flag, taken
+// of run x) went: by component, by part of nats-server when it has
+// samples there, and the functions with the most CPU of their own.
+func cpuProfileMarkdown(w io.Writer, x *RunResult, whose, flag string, cp *CPUProfile) {
+	fmt.Fprintf(w, "\nWhere %sCPU went in the %s run at %d/s (`%s %s`: %.1f s of CPU sampled in %.1f s of measured time, "+
+		"%s; each sample counted to the innermost frame of a known component; %.1f%% of it in system calls):\n\n",
+		whose, x.name(), x.TargetRate, flag, cp.File, cp.Seconds, cp.WallSeconds, orDash(cp.Scope), 100*cp.Syscalls)
 	fmt.Fprintf(w, "| component | CPU s | share |\n|---|--:|--:|\n")
 	for _, c := range cp.Components {
 		fmt.Fprintf(w, "| %s | %.2f | %.1f%% |\n", c.Name, c.Seconds, 100*c.Share)
+	}
+	if len(cp.NATSServer) > 0 {
+		fmt.Fprintf(w, "\nnats-server's part by the type of its innermost frame (its system calls included):\n\n| part | CPU s | share |\n|---|--:|--:|\n")
+		for _, c := range cp.NATSServer {
+			fmt.Fprintf(w, "| `%s` | %.2f | %.1f%% |\n", c.Name, c.Seconds, 100*c.Share)
+		}
 	}
 	fmt.Fprintf(w, "\n<details><summary>the %d functions with the most CPU of their own</summary>\n\n| function | CPU s | share |\n|---|--:|--:|\n", len(cp.Top))
 	for _, c := range cp.Top {

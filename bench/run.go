@@ -266,8 +266,11 @@ type pointRun struct {
 	cluster *clusterTarget
 	// round is the round being run with --repeat (from 1), 0 without.
 	round int
-	// natsPID is the nats-server's process with Config.NATSExe, else 0.
-	natsPID int
+	// natsPID is the nats-server's process with Config.NATSExe, else 0;
+	// natsPprof the base URL of its /debug/pprof/ with
+	// Config.NATSCPUProfile.
+	natsPID   int
+	natsPprof string
 	// peakAnon is the largest anonymous RSS of the engine's process seen
 	// while a run went (ourCPU); 0 in-process.
 	peakAnon atomic.Int64
@@ -282,7 +285,7 @@ func makeOutputDirs(cfg *Config) error {
 	if cfg.Out != "" {
 		dirs = append(dirs, cfg.Out)
 	}
-	for _, f := range []string{cfg.CPUProfile, cfg.Trace, cfg.MemProfile} {
+	for _, f := range []string{cfg.CPUProfile, cfg.Trace, cfg.MemProfile, cfg.NATSCPUProfile} {
 		if f != "" {
 			dirs = append(dirs, filepath.Dir(f))
 		}
@@ -326,14 +329,14 @@ func runPoint(ctx context.Context, cfg *Config, spec pointSpec, dir string, base
 		natsURL := ""
 		if !cfg.Launcher.EmbedsNATS() || spec.cluster {
 			if cfg.NATSExe != "" {
-				nc, err := startNATSChild(cfg.NATSExe, filepath.Join(dir, "nats"), time.Minute)
+				nc, err := startNATSChild(cfg.NATSExe, filepath.Join(dir, "nats"), cfg.NATSCPUProfile != "", time.Minute)
 				if err != nil {
 					return nil, err
 				}
 				defer nc.stop()
-				natsURL, p.natsPID = nc.url, nc.pid()
+				natsURL, p.natsPID, p.natsPprof = nc.url, nc.pid(), nc.pprof
 			} else {
-				ns, err = startNATS(filepath.Join(dir, "nats"))
+				ns, err = startNATS(filepath.Join(dir, "nats"), false)
 				if err != nil {
 					return nil, err
 				}
@@ -872,7 +875,17 @@ func (p *pointRun) run(ctx context.Context, d *driver, side string, rate int) (R
 	b1, _ := ProcUsage(0)
 	n1, n1ok := p.natsUsage()
 	busy1, busyOK := machineBusy()
-	if stopProfile() {
+	cpuProfiled, natsProfiled := stopProfile()
+	if natsProfiled {
+		cp, perr := readCPUProfile(cfg.NATSCPUProfile)
+		if perr != nil {
+			progress(cfg, "nats-cpuprofile: %v", perr)
+		} else {
+			cp.Scope = "the nats-server process alone (--nats-process, from its profiling port)"
+			r.NATSCPUProfile = cp
+		}
+	}
+	if cpuProfiled {
 		cp, perr := readCPUProfile(cfg.CPUProfile)
 		if perr != nil {
 			progress(cfg, "cpuprofile: %v", perr)
@@ -1106,16 +1119,55 @@ func (p *pointRun) natsUsage() (Usage, bool) {
 
 // startProfile starts the CPU profile and the execution trace at the
 // measured phase of engine run cfg.ProfileRun; the returned func stops them, writes the
-// heap profile and tells whether the CPU profile was written. In-process,
-// they are of the bench's own process; with a child engine, of the
-// engine's, through its /debug/pprof/.
-func (p *pointRun) startProfile(side string) (stop func() (cpu bool)) {
-	if (p.cfg.CPUProfile == "" && p.cfg.Trace == "" && p.cfg.MemProfile == "") || side != "engine" || p.cfg.engineRuns.Add(1) != int64(p.cfg.ProfileRun) {
-		return func() bool { return false }
+// heap profile and tells whether the CPU profiles of the engine and of the
+// nats-server were written. In-process, the engine's are of the bench's
+// own process; with a child engine, of the engine's, through its
+// /debug/pprof/. The nats-server's (--nats-cpuprofile) is of its process
+// (--nats-process), through its profiling port.
+func (p *pointRun) startProfile(side string) (stop func() (cpu, natsCPU bool)) {
+	engine := p.cfg.CPUProfile != "" || p.cfg.Trace != "" || p.cfg.MemProfile != ""
+	if !engine && p.cfg.NATSCPUProfile == "" || side != "engine" || p.cfg.engineRuns.Add(1) != int64(p.cfg.ProfileRun) {
+		return func() (bool, bool) { return false, false }
 	}
-	if p.cfg.profilesChild() {
-		return p.fetchProfiles()
+	stopNATS := func() bool { return false }
+	if p.cfg.NATSCPUProfile != "" && p.natsPprof != "" {
+		stopNATS = p.fetchNATSProfile()
 	}
+	stopEngine := func() bool { return false }
+	switch {
+	case !engine:
+	case p.cfg.profilesChild():
+		stopEngine = p.fetchProfiles()
+	default:
+		stopEngine = p.startOwnProfiles()
+	}
+	return func() (bool, bool) {
+		cpu := stopEngine()
+		return cpu, stopNATS()
+	}
+}
+
+// fetchNATSProfile takes the CPU profile of the nats-server process over
+// the measured time (whole seconds, from now) from its /debug/pprof/; the
+// returned func waits for it and tells whether it was written.
+func (p *pointRun) fetchNATSProfile() func() bool {
+	secs := strconv.Itoa(max(1, int(math.Round(p.cfg.Duration.Seconds()))))
+	client := &http.Client{Timeout: p.cfg.Duration + time.Minute}
+	done := make(chan bool, 1)
+	go func() {
+		err := fetchTo(client, p.natsPprof+"profile?seconds="+secs, "", p.cfg.NATSCPUProfile)
+		if err != nil {
+			progress(p.cfg, "nats-cpuprofile: %v", err)
+		}
+		done <- err == nil
+	}()
+	return func() bool { return <-done }
+}
+
+// startOwnProfiles starts the profiles of the bench's own process (an
+// in-process engine); the returned func stops them and tells whether the
+// CPU profile was written.
+func (p *pointRun) startOwnProfiles() func() bool {
 	var stops []func()
 	start := func(name, path string, begin func(io.Writer) error, end func(io.Writer)) bool {
 		if path == "" {

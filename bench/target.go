@@ -364,9 +364,11 @@ func freeAddr() (string, error) {
 
 // startNATS starts an in-process nats-server with JetStream storing under
 // dir, on a free port, configured like the engine's embedded server (file
-// storage, no fsync per message).
-func startNATS(dir string) (*server.Server, error) {
-	ns, err := server.NewServer(&server.Options{
+// storage, no fsync per message). With profiling, it serves the Go
+// runtime's /debug/pprof/ on a free port of its own too (nats-server's
+// prof_port; Server.ProfilerAddr).
+func startNATS(dir string, profiling bool) (*server.Server, error) {
+	opts := &server.Options{
 		ServerName: "kairos-bench",
 		Host:       "127.0.0.1",
 		Port:       server.RANDOM_PORT,
@@ -374,7 +376,11 @@ func startNATS(dir string) (*server.Server, error) {
 		StoreDir:   dir,
 		NoSigs:     true,
 		NoLog:      true,
-	})
+	}
+	if profiling {
+		opts.ProfPort = server.RANDOM_PORT
+	}
+	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("nats-server: %w", err)
 	}

@@ -58,6 +58,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.Out, "out", "", "write report.json, report.md and latency SVGs to this directory")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "CPU profile of one engine run's measured time (--profile-run; the first by default), summarised by component in the report: of the engine process (child, through its /debug/pprof/), or of the whole bench process with --engine in-process")
 	fs.StringVar(&cfg.Trace, "trace", "", "execution trace (go tool trace) of the same engine run's measured time and process as --cpuprofile")
+	fs.StringVar(&cfg.NATSCPUProfile, "nats-cpuprofile", "", "CPU profile of the nats-server process (--nats-process) over the same engine run's measured time as --cpuprofile, summarised in the report by part of the server")
 	fs.StringVar(&cfg.MemProfile, "memprofile", "", "heap profile at the end of the same engine run's measured time as --cpuprofile, of the same process")
 	fs.IntVar(&cfg.ProfileRun, "profile-run", 1, "which engine run --cpuprofile, --trace and --memprofile are of, from 1 in the order they run: with --repeat and one point, the round (history builds up over rounds)")
 	fs.StringVar(&cfg.Dir, "dir", "", "working directory for engine data (default a temporary one)")
@@ -70,6 +71,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// Hidden: kairos bench --nats-process starts this process as its
 	// nats-server.
 	natsOnly := fs.String(bench.NATSServerFlag, "", "internal: run only the bench's nats-server, storing under this directory")
+	natsPprof := fs.Bool(bench.NATSProfilingFlag, false, "internal: with --"+bench.NATSServerFlag+", serve /debug/pprof/ on a free port")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -81,7 +83,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runBaselineConsumer(ctx, cfg.NATSURL)
 	}
 	if *natsOnly != "" {
-		return bench.ServeNATS(ctx, *natsOnly, os.Stdin, stdout)
+		return bench.ServeNATS(ctx, *natsOnly, *natsPprof, os.Stdin, stdout)
 	}
 	if cfg.Repeat < 1 {
 		// bench.Config takes 0 as its default, one round; a flag of 0 is a mistake.
