@@ -1147,12 +1147,19 @@ func (p *pointRun) startProfile(side string) (stop func() (cpu, natsCPU bool)) {
 	}
 }
 
+// profileFetch gives the seconds a profile fetched from a /debug/pprof/
+// covers (the measured time, in whole seconds, from when it is asked
+// for) and a client that waits that long.
+func (p *pointRun) profileFetch() (secs string, client *http.Client) {
+	secs = strconv.Itoa(max(1, int(math.Round(p.cfg.Duration.Seconds()))))
+	return secs, &http.Client{Timeout: p.cfg.Duration + time.Minute}
+}
+
 // fetchNATSProfile takes the CPU profile of the nats-server process over
 // the measured time (whole seconds, from now) from its /debug/pprof/; the
 // returned func waits for it and tells whether it was written.
 func (p *pointRun) fetchNATSProfile() func() bool {
-	secs := strconv.Itoa(max(1, int(math.Round(p.cfg.Duration.Seconds()))))
-	client := &http.Client{Timeout: p.cfg.Duration + time.Minute}
+	secs, client := p.profileFetch()
 	done := make(chan bool, 1)
 	go func() {
 		err := fetchTo(client, p.natsPprof+"profile?seconds="+secs, "", p.cfg.NATSCPUProfile)
@@ -1253,8 +1260,7 @@ func (p *pointRun) waitOffers(ctx context.Context, d *driver) {
 // (whole seconds, from now), the heap profile when stopped.
 func (p *pointRun) fetchProfiles() func() bool {
 	base := strings.TrimSuffix(p.target.MetricsURL(), "/metrics") + "/debug/pprof/"
-	secs := strconv.Itoa(max(1, int(math.Round(p.cfg.Duration.Seconds()))))
-	client := &http.Client{Timeout: p.cfg.Duration + time.Minute}
+	secs, client := p.profileFetch()
 	// /debug/pprof/ is an admin path: behind the engine's token, if its
 	// configuration (--engine-config) sets one.
 	token, terr := httpToken(filepath.Join(p.dir, "kairos.yaml"), p.dir)
