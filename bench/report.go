@@ -626,10 +626,10 @@ func (r *Report) Markdown(w io.Writer, plots map[int]string) {
 		}
 		for _, x := range p.Runs {
 			if x.CPUProfile != nil {
-				cpuProfileMarkdown(w, &x, "", "--cpuprofile", x.CPUProfile)
+				cpuProfileMarkdown(w, &x, "the", "--cpuprofile", x.CPUProfile)
 			}
 			if x.NATSCPUProfile != nil {
-				cpuProfileMarkdown(w, &x, "nats-server's ", "--nats-cpuprofile", x.NATSCPUProfile)
+				cpuProfileMarkdown(w, &x, "nats-server's", "--nats-cpuprofile", x.NATSCPUProfile)
 			}
 		}
 		for _, x := range append(append([]RunResult{}, p.BaselineRuns...), p.Runs...) {
@@ -684,11 +684,11 @@ func runtimeCells(x *RunResult) string {
 	return gc + " | " + share + " | " + faults
 }
 
-// cpuProfileMarkdown writes where the CPU in profile cp (of flag, taken
-// of run x) went: by component, by part of nats-server when it has
+// cpuProfileMarkdown writes where whose CPU ("the", "nats-server's") in
+// profile cp (of flag, taken of run x) went: by component, by part of nats-server when it has
 // samples there, and the functions with the most CPU of their own.
 func cpuProfileMarkdown(w io.Writer, x *RunResult, whose, flag string, cp *CPUProfile) {
-	fmt.Fprintf(w, "\nWhere %sCPU went in the %s run at %d/s (`%s %s`: %.1f s of CPU sampled in %.1f s of measured time, "+
+	fmt.Fprintf(w, "\nWhere %s CPU went in the %s run at %d/s (`%s %s`: %.1f s of CPU sampled in %.1f s of measured time, "+
 		"%s; each sample counted to the innermost frame of a known component; %.1f%% of it in system calls):\n\n",
 		whose, x.name(), x.TargetRate, flag, cp.File, cp.Seconds, cp.WallSeconds, orDash(cp.Scope), 100*cp.Syscalls)
 	fmt.Fprintf(w, "| component | CPU s | share |\n|---|--:|--:|\n")
