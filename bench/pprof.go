@@ -88,7 +88,8 @@ func isSyscall(fn string) bool {
 	return slices.Contains(syscallFuncs, fn)
 }
 
-// natsServerPkg prefixes the functions of nats-server's server package.
+// natsServerPkg prefixes the functions of nats-server's packages (server,
+// server/stree, server/gsl, ...).
 const natsServerPkg = "github.com/nats-io/nats-server/v2/"
 
 // natsArea names the part of nats-server a function of it belongs to:

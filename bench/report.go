@@ -685,8 +685,9 @@ func runtimeCells(x *RunResult) string {
 }
 
 // cpuProfileMarkdown writes where whose CPU ("the", "nats-server's") in
-// profile cp (of flag, taken of run x) went: by component, by part of nats-server when it has
-// samples there, and the functions with the most CPU of their own.
+// profile cp (of flag, taken of run x) went: by component, by part of
+// nats-server when it has samples there, and the functions with the most
+// CPU of their own.
 func cpuProfileMarkdown(w io.Writer, x *RunResult, whose, flag string, cp *CPUProfile) {
 	fmt.Fprintf(w, "\nWhere %s CPU went in the %s run at %d/s (`%s %s`: %.1f s of CPU sampled in %.1f s of measured time, "+
 		"%s; each sample counted to the innermost frame of a known component; %.1f%% of it in system calls):\n\n",
