@@ -25,6 +25,24 @@ func TestNATSChildFails(t *testing.T) {
 	}
 }
 
+// TestNATSChildNoProfilingURL: a server process asked to serve
+// /debug/pprof/ (--nats-cpuprofile) that gives only its client URL fails
+// the start, and is stopped.
+func TestNATSChildNoProfilingURL(t *testing.T) {
+	script := filepath.Join(t.TempDir(), "noprof")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho 'nats-url nats://127.0.0.1:1'\nexec sleep 60\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err := startNATSChild(script, filepath.Join(t.TempDir(), "nats"), true, time.Minute)
+	if err == nil || !strings.Contains(err.Error(), "no profiling URL") {
+		t.Fatalf("err = %v", err)
+	}
+	if time.Since(start) > 20*time.Second {
+		t.Errorf("the failure took %v: the process was not stopped at once", time.Since(start))
+	}
+}
+
 // TestOurCPUCountsTheNATSProcess: with the nats-server in a process of its
 // own, its CPU is the bench's, not the rest of the machine's (the quiet
 // seconds, --wait-idle and "other CPU" subtract it). The test stands in
