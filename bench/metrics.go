@@ -50,6 +50,10 @@ type EngineStats struct {
 	GCCycles    float64 `json:"gc_cycles,omitempty"`
 	GCShare     float64 `json:"gc_share,omitempty"`
 	AssistShare float64 `json:"gc_assist_share,omitempty"`
+	// L0StallSeconds is how long Badger held memtable flushes back on a
+	// full level 0 (kairos_state_l0_stall_seconds_total: stalls of more
+	// than a second, counted when they end).
+	L0StallSeconds float64 `json:"l0_stall_seconds,omitempty"`
 }
 
 // metricsSnapshot is the sum of each metric's samples by name, and by
@@ -135,6 +139,7 @@ func engineStats(a, b metricsSnapshot) *EngineStats {
 	s.SuppressedPerEvent = d(`kairos_decisions_total{outcome="suppressed"}`) / s.Events
 	s.CommitBytesPerEvent = d("kairos_state_commit_bytes_sum") / s.Events
 	s.CommitKeysPerEvent = d("kairos_state_commit_keys_total") / s.Events
+	s.L0StallSeconds = d("kairos_state_l0_stall_seconds_total")
 	if s.Batches > 0 {
 		s.BatchSizeMean = d("kairos_engine_batch_size_sum") / s.Batches
 		s.BatchMillisMean = 1000 * d("kairos_engine_batch_duration_seconds_sum") / s.Batches

@@ -9,10 +9,12 @@ func TestEngineStats(t *testing.T) {
 		`kairos_decisions_total{outcome="emitted"}`: 200, `kairos_decisions_total{outcome="suppressed"}`: 300,
 		"kairos_engine_batch_size_count": 10, "kairos_engine_batch_size_sum": 1000, "kairos_engine_batch_duration_seconds_sum": 0.5,
 		"kairos_state_commit_bytes_sum": 1e6, "kairos_state_commit_keys_total": 1500, "kairos_state_cache_hits_total": 800, "kairos_state_cache_misses_total": 300,
+		"kairos_state_l0_stall_seconds_total": 2.5,
 	}
 	s := engineStats(a, b)
 	if s == nil || s.Events != 1000 || s.MatchesPerEvent != 0.5 || s.EmittedPerEvent != 0.2 || s.SuppressedPerEvent != 0.3 ||
-		s.BatchSizeMean != 100 || s.BatchMillisMean != 50 || s.CommitBytesPerEvent != 1000 || s.CommitKeysPerEvent != 1.5 || s.CacheHitRatio != 0.75 {
+		s.BatchSizeMean != 100 || s.BatchMillisMean != 50 || s.CommitBytesPerEvent != 1000 || s.CommitKeysPerEvent != 1.5 || s.CacheHitRatio != 0.75 ||
+		s.L0StallSeconds != 2.5 {
 		t.Errorf("stats %+v", s)
 	}
 	if s.GCCycles != 0 || s.GCShare != 0 || s.AssistShare != 0 {

@@ -316,6 +316,15 @@ func TestNotes(t *testing.T) {
 	if text := strings.Join(notes(r), "\n"); strings.Contains(text, "--cpuprofile") {
 		t.Errorf("a profiled report is pointed to --cpuprofile:\n%s", text)
 	}
+	// A run whose engine's level 0 stalled says so, with the seconds.
+	if strings.Contains(text, "level 0") {
+		t.Errorf("notes of a report without stalls name level 0:\n%s", text)
+	}
+	r.Points[0].Runs[0].Engine = &EngineStats{Events: 1, L0StallSeconds: 3.2}
+	if text := strings.Join(notes(r), "\n"); !strings.Contains(text, "Badger's level 0 was full") || !strings.Contains(text, "(3.2 s)") {
+		t.Errorf("notes of a run whose level 0 stalled:\n%s", text)
+	}
+	r.Points[0].Runs[0].Engine = nil
 	// With the nats-server in a process of its own, the notes and the
 	// bench CPU cells say where its CPU is.
 	r.Setup.NATSProcess = true

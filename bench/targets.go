@@ -400,6 +400,18 @@ func notes(r *Report) []string {
 	if len(shared) > 0 {
 		n = append(n, "Other processes used more than a fifth of the machine's CPU during: "+join(shared)+". Those figures say as much about the machine as about Kairos.")
 	}
+	var stalled []string
+	for _, p := range r.Points {
+		for _, x := range p.Runs {
+			if e := x.Engine; e != nil && e.L0StallSeconds > 0 {
+				stalled = append(stalled, fmt.Sprintf("%s (%.1f s)", runLabel(&p, &x), e.L0StallSeconds))
+			}
+		}
+	}
+	if len(stalled) > 0 {
+		n = append(n, "Badger's level 0 was full and held the engine's memtable flushes back, then its commits, during: "+join(stalled)+
+			". Its compaction was behind the writes there (kairos_state_l0_stall_seconds_total: stalls of more than a second, counted when they end).")
+	}
 	missed := slices.ContainsFunc(r.Targets, func(c Check) bool { return c.Status == Missed })
 	profiled := slices.ContainsFunc(r.Points, func(p Point) bool {
 		return slices.ContainsFunc(p.Runs, func(x RunResult) bool { return x.CPUProfile != nil })

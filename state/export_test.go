@@ -82,3 +82,13 @@ func LevelsWithTables(s *Store) []int {
 	}
 	return ls
 }
+
+// L0Tables returns the number of tables in level 0 of s.
+func L0Tables(s *Store) int {
+	for _, l := range s.db.Levels() {
+		if l.Level == 0 {
+			return l.NumTables
+		}
+	}
+	return 0
+}

@@ -19,6 +19,7 @@ type Metrics struct {
 	commitBytes    prometheus.Histogram
 	commitKeys     prometheus.Counter
 	seriesOverflow prometheus.Counter
+	l0Stall        prometheus.Counter
 
 	// store is the open Store whose Badger sizes the gauges report.
 	store atomic.Pointer[Store]
@@ -58,6 +59,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		seriesOverflow: f.NewCounter(prometheus.CounterOpts{
 			Namespace: "kairos", Subsystem: "state", Name: "series_overflow_total",
 			Help: "Series entries dropped because a series exceeded MaxSeriesEntries.",
+		}),
+		l0Stall: f.NewCounter(prometheus.CounterOpts{
+			Namespace: "kairos", Subsystem: "state", Name: "l0_stall_seconds_total",
+			Help: "Time Badger held a flushed memtable back because level 0 had 15 tables (compaction behind the writes; while the memtables are full, commits wait too). Counts the stalls of more than a second, when each ends: Badger reports no shorter ones.",
 		}),
 	}
 	f.NewGaugeFunc(prometheus.GaugeOpts{

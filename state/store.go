@@ -163,7 +163,7 @@ func Open(opts Options) (*Store, error) {
 	log = log.With("component", "state")
 
 	bo := badger.DefaultOptions(opts.Dir).
-		WithLogger(badgerLogger{log}).
+		WithLogger(badgerLogger{log: log, metrics: opts.Metrics}).
 		WithDetectConflicts(false).
 		WithNumVersionsToKeep(1).
 		WithSyncWrites(opts.SyncWrites).
@@ -588,8 +588,17 @@ func (s *Store) Sizes() (lsm, vlog int64) {
 }
 
 // badgerLogger adapts Badger's logger to slog: errors and warnings pass,
-// info and debug are dropped.
-type badgerLogger struct{ log *slog.Logger }
+// info and debug are dropped, except Badger's report of a level 0 stall,
+// which is a warning and counts in the metrics.
+type badgerLogger struct {
+	log     *slog.Logger
+	metrics *Metrics // nil: none
+}
+
+// l0StallFormat is how Badger reports, once it ends, a stall of more than
+// a second of its memtable flushes on a full level 0 (levelsController.
+// addLevel0Table); its argument is the stall's time.Duration.
+const l0StallFormat = "L0 was stalled for %s\n"
 
 func (l badgerLogger) Errorf(f string, args ...any) {
 	l.log.Error(strings.TrimSpace(fmt.Sprintf(f, args...)), "source", "badger")
@@ -599,5 +608,18 @@ func (l badgerLogger) Warningf(f string, args ...any) {
 	l.log.Warn(strings.TrimSpace(fmt.Sprintf(f, args...)), "source", "badger")
 }
 
-func (badgerLogger) Infof(string, ...any)  {}
+func (l badgerLogger) Infof(f string, args ...any) {
+	if f != l0StallFormat || len(args) != 1 {
+		return
+	}
+	d, ok := args[0].(time.Duration)
+	if !ok {
+		return
+	}
+	if l.metrics != nil {
+		l.metrics.l0Stall.Add(d.Seconds())
+	}
+	l.log.Warn("level 0 of the state was full: memtable flushes, then commits, waited for compaction", "stalled", d, "source", "badger")
+}
+
 func (badgerLogger) Debugf(string, ...any) {}
