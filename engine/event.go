@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"strings"
 	"time"
@@ -51,16 +52,28 @@ const maxIDLen = 256
 // eventDecoder decodes events. It reuses its buffers, so use one per
 // goroutine.
 type eventDecoder struct {
-	rd  bytes.Reader
-	mp  *msgpack.Decoder
-	str []byte
+	rd      bytes.Reader
+	mp      *msgpack.Decoder // reads d.rd, which has no buffer of its own: d.rawString may read it too
+	mapDec  func(*msgpack.Decoder) (any, error)
+	payload []byte // the msgpack event being decoded
+	// interned holds attribute names and short string values: they repeat
+	// from event to event, so the decoder keeps one copy of each rather
+	// than allocating it per event. At most maxInterned.
+	interned map[string]string
 }
 
+// maxInterned bounds eventDecoder.interned; maxInternedLen is the longest
+// string interned.
+const (
+	maxInterned    = 4096
+	maxInternedLen = 64
+)
+
 func newEventDecoder() *eventDecoder {
-	d := &eventDecoder{}
+	d := &eventDecoder{interned: make(map[string]string)}
 	d.mp = msgpack.NewDecoder(&d.rd)
 	d.mp.UseLooseInterfaceDecoding(true) // ints as int64/uint64, floats as float64
-	d.mp.SetMapDecoder(func(dec *msgpack.Decoder) (any, error) { return decodeStringMap(dec) })
+	d.mapDec = func(*msgpack.Decoder) (any, error) { return d.decodeStringMap(1) }
 	return d
 }
 
@@ -76,7 +89,7 @@ func (d *eventDecoder) Decode(payload []byte, isJSON bool, subjType, subjCustome
 	if isJSON || payload[0] == '{' {
 		err = decodeJSONEvent(payload, ev)
 	} else {
-		err = d.decodeMsgpack(payload, ev)
+		err = d.decodeMsgpack(payload, subjType, subjCustomer, ev)
 	}
 	if err != nil {
 		return err
@@ -84,31 +97,41 @@ func (d *eventDecoder) Decode(payload []byte, isJSON bool, subjType, subjCustome
 	return validateEvent(ev, subjType, subjCustomer)
 }
 
-func (d *eventDecoder) decodeMsgpack(payload []byte, ev *Event) error {
+// decodeMsgpack decodes a msgpack event. The customer id and the type
+// share the strings of the subject's tokens when they are the same, as
+// they are unless the event is invalid; field names are not allocated.
+func (d *eventDecoder) decodeMsgpack(payload []byte, subjType, subjCustomer string, ev *Event) error {
 	d.rd.Reset(payload)
+	d.payload = payload
+	defer func() { d.payload = nil }()
 	dec := d.mp
+	// Nothing of one event's decoding may outlive it: the reset drops
+	// the msgpack decoder's state of a stream (its dictionary of
+	// interned strings), and the map decoder is set again after it.
+	dec.ResetReader(&d.rd)
+	dec.SetMapDecoder(d.mapDec)
 	n, err := dec.DecodeMapLen()
 	if err != nil || n < 0 {
 		return decodeErr("msgpack: the event must be a map")
 	}
 	var haveTS bool
 	for i := 0; i < n; i++ {
-		key, err := dec.DecodeString()
+		key, err := d.rawString()
 		if err != nil {
 			return decodeErr("msgpack: field %d: key is not a string", i)
 		}
-		switch key {
+		switch string(key) {
 		case "id":
-			ev.ID, err = d.decodeString(key)
+			ev.ID, err = d.decodeString("id", "")
 		case "customer_id":
-			ev.CustomerID, err = d.decodeString(key)
+			ev.CustomerID, err = d.decodeString("customer_id", subjCustomer)
 		case "type":
-			ev.Type, err = d.decodeString(key)
+			ev.Type, err = d.decodeString("type", subjType)
 		case "ts":
 			ev.TS, err = decodeMsgpackTS(dec)
 			haveTS = err == nil
 		case "attrs":
-			ev.Attrs, err = decodeAttrs(dec)
+			ev.Attrs, err = d.decodeAttrs()
 		default:
 			err = dec.Skip() // unknown fields are ignored, for forward compatibility
 		}
@@ -129,7 +152,9 @@ func (d *eventDecoder) decodeMsgpack(payload []byte, ev *Event) error {
 	return nil
 }
 
-func (d *eventDecoder) decodeString(field string) (string, error) {
+// decodeString decodes the string value of field; same, when the value
+// equals it, is returned instead of a new string.
+func (d *eventDecoder) decodeString(field, same string) (string, error) {
 	c, err := d.mp.PeekCode()
 	if err != nil {
 		return "", err
@@ -137,10 +162,89 @@ func (d *eventDecoder) decodeString(field string) (string, error) {
 	if !msgpcode.IsString(c) && c != msgpcode.Bin8 && c != msgpcode.Bin16 && c != msgpcode.Bin32 {
 		return "", invalidErr("%s must be a string", field)
 	}
-	return d.mp.DecodeString()
+	b, err := d.rawString()
+	if err != nil {
+		return "", err
+	}
+	if string(b) == same {
+		return same, nil
+	}
+	return string(b), nil
+}
+
+// rawString reads a msgpack string or binary (nil reads as empty) and
+// returns its bytes in the payload, without a copy: they are valid until
+// the next event.
+func (d *eventDecoder) rawString() ([]byte, error) {
+	c, err := d.rd.ReadByte()
+	if err != nil {
+		return nil, err
+	}
+	var n int
+	switch {
+	case c == msgpcode.Nil:
+		return nil, nil
+	case msgpcode.IsFixedString(c):
+		n = int(c & msgpcode.FixedStrMask)
+	case c == msgpcode.Str8 || c == msgpcode.Bin8:
+		n, err = d.length(1)
+	case c == msgpcode.Str16 || c == msgpcode.Bin16:
+		n, err = d.length(2)
+	case c == msgpcode.Str32 || c == msgpcode.Bin32:
+		n, err = d.length(4)
+	default:
+		return nil, fmt.Errorf("msgpack: invalid code=%x decoding string/bytes length", c)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if n > d.rd.Len() {
+		return nil, io.ErrUnexpectedEOF
+	}
+	off := len(d.payload) - d.rd.Len()
+	if _, err := d.rd.Seek(int64(n), io.SeekCurrent); err != nil {
+		return nil, err
+	}
+	return d.payload[off : off+n : off+n], nil
+}
+
+// length reads a big-endian length of size bytes.
+func (d *eventDecoder) length(size int) (int, error) {
+	n := 0
+	for range size {
+		b, err := d.rd.ReadByte()
+		if err != nil {
+			return 0, io.ErrUnexpectedEOF
+		}
+		n = n<<8 | int(b)
+	}
+	return n, nil
+}
+
+// intern returns b as a string: the decoder's copy when it has one, else
+// a new string, kept when it is short and the decoder has room.
+func (d *eventDecoder) intern(b []byte) string {
+	if s, ok := d.interned[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(s) <= maxInternedLen && len(d.interned) < maxInterned {
+		d.interned[s] = s
+	}
+	return s
 }
 
 func decodeMsgpackTS(dec *msgpack.Decoder) (int64, error) {
+	// A list or map is no timestamp, and must not reach the library's
+	// decoding of lists (decodeValue).
+	c, err := dec.PeekCode()
+	if err != nil {
+		return 0, err
+	}
+	if msgpcode.IsFixedArray(c) || c == msgpcode.Array16 || c == msgpcode.Array32 ||
+		msgpcode.IsFixedMap(c) || c == msgpcode.Map16 || c == msgpcode.Map32 {
+		return 0, invalidErr("ts must be unix milliseconds")
+	}
 	v, err := dec.DecodeInterfaceLoose()
 	if err != nil {
 		return 0, err
@@ -176,7 +280,8 @@ func parseTSString(s string) (int64, error) {
 	return t.UnixMilli(), nil
 }
 
-func decodeAttrs(dec *msgpack.Decoder) (map[string]any, error) {
+func (d *eventDecoder) decodeAttrs() (map[string]any, error) {
+	dec := d.mp
 	c, err := dec.PeekCode()
 	if err != nil {
 		return nil, err
@@ -187,13 +292,25 @@ func decodeAttrs(dec *msgpack.Decoder) (map[string]any, error) {
 	if !msgpcode.IsFixedMap(c) && c != msgpcode.Map16 && c != msgpcode.Map32 {
 		return nil, invalidErr("attrs must be a map")
 	}
-	return decodeStringMap(dec)
+	return d.decodeStringMap(1)
 }
 
-// decodeStringMap decodes a msgpack map whose keys are strings, its values
-// loosely (ints as int64 or uint64, floats as float64, nested maps alike).
-func decodeStringMap(dec *msgpack.Decoder) (map[string]any, error) {
-	n, err := dec.DecodeMapLen()
+// maxAttrDepth is how deep lists and maps may nest in an event's attrs.
+const maxAttrDepth = 32
+
+// errListLength is the error of a list that claims more elements than its
+// payload has bytes left.
+const errListLength = "attrs: a list claims %d elements, more than the payload holds"
+
+// decodeStringMap decodes a msgpack map whose keys are strings, at depth
+// (the attrs are 1), its values loosely (ints as int64 or uint64, floats as
+// float64, lists and maps alike). Keys and short string values are
+// interned.
+func (d *eventDecoder) decodeStringMap(depth int) (map[string]any, error) {
+	if depth > maxAttrDepth {
+		return nil, invalidErr("attrs: lists and maps nest deeper than %d levels", maxAttrDepth)
+	}
+	n, err := d.mp.DecodeMapLen()
 	if err != nil {
 		return nil, err
 	}
@@ -202,17 +319,69 @@ func decodeStringMap(dec *msgpack.Decoder) (map[string]any, error) {
 	}
 	m := make(map[string]any, min(n, 64))
 	for i := 0; i < n; i++ {
-		k, err := dec.DecodeString()
+		k, err := d.rawString()
 		if err != nil {
 			return nil, invalidErr("attrs: keys must be strings")
 		}
-		v, err := dec.DecodeInterfaceLoose()
+		v, err := d.decodeValue(depth)
 		if err != nil {
 			return nil, err
 		}
-		m[k] = signed(v)
+		m[d.intern(k)] = v
 	}
 	return m, nil
+}
+
+// decodeValue decodes an attribute's value in a list or map at depth.
+// Lists and maps are decoded here rather than by the msgpack library,
+// which sizes a list by the length it claims (up to a million elements,
+// 16 MB, per level): a few hundred bytes of nested lists would make it
+// allocate gigabytes.
+func (d *eventDecoder) decodeValue(depth int) (any, error) {
+	c, err := d.mp.PeekCode()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case msgpcode.IsString(c):
+		b, err := d.rawString()
+		if err != nil {
+			return nil, err
+		}
+		return d.intern(b), nil
+	case msgpcode.IsFixedMap(c) || c == msgpcode.Map16 || c == msgpcode.Map32:
+		return d.decodeStringMap(depth + 1)
+	case msgpcode.IsFixedArray(c) || c == msgpcode.Array16 || c == msgpcode.Array32:
+		return d.decodeList(depth + 1)
+	}
+	v, err := d.mp.DecodeInterfaceLoose()
+	return signed(v), err
+}
+
+// decodeList decodes a msgpack list at depth. Each element takes a byte
+// at least, so a list that claims more than the payload has left is
+// refused before anything is allocated for it.
+func (d *eventDecoder) decodeList(depth int) ([]any, error) {
+	if depth > maxAttrDepth {
+		return nil, invalidErr("attrs: lists and maps nest deeper than %d levels", maxAttrDepth)
+	}
+	n, err := d.mp.DecodeArrayLen()
+	if err != nil {
+		return nil, err
+	}
+	if n < 0 {
+		return nil, nil
+	}
+	if n > d.rd.Len() {
+		return nil, decodeErr(errListLength, n)
+	}
+	l := make([]any, n)
+	for i := range l {
+		if l[i], err = d.decodeValue(depth); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
 }
 
 // signed turns a uint64 that fits into an int64, so that 500 is the same
@@ -298,9 +467,39 @@ func decodeJSONEvent(payload []byte, ev *Event) error {
 		if err := ad.Decode(&m); err != nil {
 			return decodeErr("json: attrs: %v", err)
 		}
+		if nestsDeeper(m, 1) {
+			return invalidErr("attrs: lists and maps nest deeper than %d levels", maxAttrDepth)
+		}
 		ev.Attrs = normalizeJSON(m).(map[string]any)
 	}
 	return nil
+}
+
+// nestsDeeper tells whether v, at depth (the attrs are 1), has lists or
+// maps nested deeper than maxAttrDepth: the msgpack decoder's limit, which
+// a JSON event keeps too.
+func nestsDeeper(v any, depth int) bool {
+	switch t := v.(type) {
+	case map[string]any:
+		if depth > maxAttrDepth {
+			return true
+		}
+		for _, e := range t {
+			if nestsDeeper(e, depth+1) {
+				return true
+			}
+		}
+	case []any:
+		if depth > maxAttrDepth {
+			return true
+		}
+		for _, e := range t {
+			if nestsDeeper(e, depth+1) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func jsonKind(field string) string {

@@ -2,6 +2,9 @@ package engine
 
 import (
 	"encoding/json"
+	"errors"
+	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -49,5 +52,83 @@ func benchmarkDecode(b *testing.B, data []byte, isJSON bool) {
 		if err := d.Decode(data, isJSON, "txn", "C0001234", &ev); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestDecodeNestedListsBounded: a small payload of nested lists, each
+// claiming a million elements, is refused without the gigabytes the
+// msgpack library would allocate for the claims (1.5 GB for 100 levels in
+// 503 bytes); lists and maps nest at most maxAttrDepth levels; a ts that
+// is a list is refused before it is decoded.
+func TestDecodeNestedListsBounded(t *testing.T) {
+	event := func(attrs, ts []byte) []byte {
+		p := []byte{0x85}
+		for _, kv := range [][2]string{{"id", "e1"}, {"customer_id", "C1"}, {"type", "txn"}} {
+			p = append(p, 0xa0|byte(len(kv[0])))
+			p = append(p, kv[0]...)
+			p = append(p, 0xa0|byte(len(kv[1])))
+			p = append(p, kv[1]...)
+		}
+		p = append(p, 0xa2, 't', 's')
+		p = append(p, ts...)
+		p = append(p, 0xa5, 'a', 't', 't', 'r', 's')
+		return append(p, attrs...)
+	}
+	ts := []byte{0xcf, 0, 0, 1, 0x8b, 0xcf, 0xe5, 0x68, 0}
+	claims := []byte{0x81, 0xa1, 'a'}
+	for range 100 {
+		claims = append(claims, 0xdd, 0x00, 0x0f, 0x42, 0x40) // a list of 1,000,000
+	}
+	deep := func(levels int) []byte {
+		p := []byte{0x81, 0xa1, 'a'}
+		for range levels {
+			p = append(p, 0x91) // a list of one
+		}
+		return append(p, 0x01)
+	}
+	d := newEventDecoder()
+	for _, c := range []struct {
+		name    string
+		payload []byte
+		reason  string
+	}{
+		{"lists claiming a million elements", event(claims, ts), ReasonDecode},
+		{"lists 32 levels deep below the attrs", event(deep(maxAttrDepth-1), ts), ""},
+		{"lists 33 levels deep below the attrs", event(deep(maxAttrDepth), ts), ReasonInvalid},
+		{"a ts of nested lists", event([]byte{0x80}, claims[3:]), ReasonInvalid},
+	} {
+		var ev Event
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		err := d.Decode(c.payload, false, "txn", "C1", &ev)
+		runtime.ReadMemStats(&after)
+		var ee *EventError
+		switch {
+		case c.reason == "" && err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case c.reason != "" && (!errors.As(err, &ee) || ee.Reason != c.reason):
+			t.Errorf("%s: error %v, want a %s error", c.name, err, c.reason)
+		}
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<20 {
+			t.Errorf("%s: %d bytes allocated for %d bytes of payload", c.name, alloc, len(c.payload))
+		}
+	}
+}
+
+// TestDecodeJSONNestingLimit: a JSON event's attrs nest at most as deep as
+// a msgpack event's.
+func TestDecodeJSONNestingLimit(t *testing.T) {
+	event := func(levels int) []byte {
+		return []byte(`{"id":"e1","customer_id":"C1","type":"txn","ts":1700000000000,"attrs":{"a":` +
+			strings.Repeat("[", levels) + "1" + strings.Repeat("]", levels) + `}}`)
+	}
+	d := newEventDecoder()
+	var ev Event
+	if err := d.Decode(event(maxAttrDepth-1), true, "txn", "C1", &ev); err != nil {
+		t.Errorf("%d levels: %v", maxAttrDepth, err)
+	}
+	var ee *EventError
+	if err := d.Decode(event(maxAttrDepth), true, "txn", "C1", &ev); !errors.As(err, &ee) || ee.Reason != ReasonInvalid {
+		t.Errorf("%d levels: %v, want an invalid event", maxAttrDepth+1, err)
 	}
 }
