@@ -73,7 +73,7 @@ func DecodeDecision(data []byte) (*Decision, error) {
 	var err error
 	if len(data) > 0 && data[0] == '{' {
 		err = json.Unmarshal(data, &d)
-	} else {
+	} else if err = checkMsgpack(data); err == nil {
 		err = msgpack.Unmarshal(data, &d)
 	}
 	if err != nil {

@@ -155,7 +155,7 @@ func DecodeOffer(data []byte) (*Offer, error) {
 	var err error
 	if len(data) > 0 && data[0] == '{' {
 		err = json.Unmarshal(data, &o)
-	} else {
+	} else if err = checkMsgpack(data); err == nil {
 		err = msgpack.Unmarshal(data, &o)
 	}
 	if err != nil {
