@@ -11,12 +11,8 @@ import (
 // TestNATSChildFails: a nats-server process that ends before it gives its
 // URL fails the start at once, with what it wrote.
 func TestNATSChildFails(t *testing.T) {
-	script := filepath.Join(t.TempDir(), "fails")
-	if err := os.WriteFile(script, []byte("#!/bin/sh\necho 'cannot listen: address in use' >&2\nexit 3\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	start := time.Now()
-	_, err := startNATSChild(script, filepath.Join(t.TempDir(), "nats"), false, time.Minute)
+	err := startScriptChild(t, "echo 'cannot listen: address in use' >&2\nexit 3", false)
 	if err == nil || !strings.Contains(err.Error(), "ended before it served") || !strings.Contains(err.Error(), "address in use") {
 		t.Fatalf("err = %v", err)
 	}
@@ -29,18 +25,30 @@ func TestNATSChildFails(t *testing.T) {
 // /debug/pprof/ (--nats-cpuprofile) that gives only its client URL fails
 // the start, and is stopped.
 func TestNATSChildNoProfilingURL(t *testing.T) {
-	script := filepath.Join(t.TempDir(), "noprof")
-	if err := os.WriteFile(script, []byte("#!/bin/sh\necho 'nats-url nats://127.0.0.1:1'\nexec sleep 60\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	start := time.Now()
-	_, err := startNATSChild(script, filepath.Join(t.TempDir(), "nats"), true, time.Minute)
+	err := startScriptChild(t, "echo 'nats-url nats://127.0.0.1:1'\nexec sleep 60", true)
 	if err == nil || !strings.Contains(err.Error(), "no profiling URL") {
 		t.Fatalf("err = %v", err)
 	}
 	if time.Since(start) > 20*time.Second {
 		t.Errorf("the failure took %v: the process was not stopped at once", time.Since(start))
 	}
+}
+
+// startScriptChild starts a shell script of body as the nats-server
+// process and returns the start's error (a child that started is
+// stopped).
+func startScriptChild(t *testing.T, body string, profiling bool) error {
+	t.Helper()
+	script := filepath.Join(t.TempDir(), "nats-child")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c, err := startNATSChild(script, filepath.Join(t.TempDir(), "nats"), profiling, time.Minute)
+	if err == nil {
+		c.stop()
+	}
+	return err
 }
 
 // TestOurCPUCountsTheNATSProcess: with the nats-server in a process of its

@@ -47,10 +47,7 @@ func skipValue(b []byte, depth int) (int, error) {
 		}
 		return 1 + n, nil
 	}
-	raw := func(hdr int, l int, err error) (int, error) { // a header, then l bytes
-		if err != nil {
-			return 0, err
-		}
+	raw := func(hdr, l int) (int, error) { // a header, then l bytes
 		if l > len(b)-hdr {
 			return 0, errClaim
 		}
@@ -73,6 +70,22 @@ func skipValue(b []byte, depth int) (int, error) {
 		}
 		return off, nil
 	}
+	// A length of width bytes after the code, then extra bytes (an
+	// extension's type) and that many bytes, or that many values of per.
+	bytesOf := func(width, extra int) (int, error) {
+		l, err := size(width)
+		if err != nil {
+			return 0, err
+		}
+		return raw(1+width+extra, l)
+	}
+	valuesOf := func(width, per int) (int, error) {
+		n, err := size(width)
+		if err != nil {
+			return 0, err
+		}
+		return container(1+width, n, per)
+	}
 	switch {
 	case c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3: // fixints, nil, bools
 		return 1, nil
@@ -81,27 +94,17 @@ func skipValue(b []byte, depth int) (int, error) {
 	case c >= 0x90 && c <= 0x9f:
 		return container(1, int(c&0x0f), 1)
 	case c >= 0xa0 && c <= 0xbf:
-		return raw(1, int(c&0x1f), nil)
+		return raw(1, int(c&0x1f))
 	}
 	switch c {
 	case 0xc4, 0xd9: // bin8, str8
-		l, err := size(1)
-		return raw(2, l, err)
+		return bytesOf(1, 0)
 	case 0xc5, 0xda: // bin16, str16
-		l, err := size(2)
-		return raw(3, l, err)
+		return bytesOf(2, 0)
 	case 0xc6, 0xdb: // bin32, str32
-		l, err := size(4)
-		return raw(5, l, err)
-	case 0xc7: // ext8: length, type, data
-		l, err := size(1)
-		return raw(3, l, err)
-	case 0xc8: // ext16
-		l, err := size(2)
-		return raw(4, l, err)
-	case 0xc9: // ext32
-		l, err := size(4)
-		return raw(6, l, err)
+		return bytesOf(4, 0)
+	case 0xc7, 0xc8, 0xc9: // ext8, ext16, ext32: length, type, data
+		return bytesOf(1<<(c-0xc7), 1)
 	case 0xca, 0xce, 0xd2: // float32, uint32, int32
 		return fixed(4)
 	case 0xcb, 0xcf, 0xd3: // float64, uint64, int64
@@ -113,29 +116,13 @@ func skipValue(b []byte, depth int) (int, error) {
 	case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8: // fixext 1, 2, 4, 8, 16: type, data
 		return fixed(1 + 1<<(c-0xd4))
 	case 0xdc: // array16
-		n, err := size(2)
-		if err != nil {
-			return 0, err
-		}
-		return container(3, n, 1)
+		return valuesOf(2, 1)
 	case 0xdd: // array32
-		n, err := size(4)
-		if err != nil {
-			return 0, err
-		}
-		return container(5, n, 1)
+		return valuesOf(4, 1)
 	case 0xde: // map16
-		n, err := size(2)
-		if err != nil {
-			return 0, err
-		}
-		return container(3, n, 2)
+		return valuesOf(2, 2)
 	case 0xdf: // map32
-		n, err := size(4)
-		if err != nil {
-			return 0, err
-		}
-		return container(5, n, 2)
+		return valuesOf(4, 2)
 	}
 	return 0, fmt.Errorf("msgpack: invalid code %#x", c) // 0xc1
 }

@@ -302,14 +302,17 @@ const maxAttrDepth = 32
 // payload has bytes left.
 const errListLength = "attrs: a list claims %d elements, more than the payload holds"
 
+// errTooDeep is the error of attrs whose lists and maps nest deeper than
+// maxAttrDepth.
+func errTooDeep() error {
+	return invalidErr("attrs: lists and maps nest deeper than %d levels", maxAttrDepth)
+}
+
 // decodeStringMap decodes a msgpack map whose keys are strings, at depth
 // (the attrs are 1), its values loosely (ints as int64 or uint64, floats as
 // float64, lists and maps alike). Keys and short string values are
 // interned.
 func (d *eventDecoder) decodeStringMap(depth int) (map[string]any, error) {
-	if depth > maxAttrDepth {
-		return nil, invalidErr("attrs: lists and maps nest deeper than %d levels", maxAttrDepth)
-	}
 	n, err := d.mp.DecodeMapLen()
 	if err != nil {
 		return nil, err
@@ -342,6 +345,8 @@ func (d *eventDecoder) decodeValue(depth int) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	isMap := msgpcode.IsFixedMap(c) || c == msgpcode.Map16 || c == msgpcode.Map32
+	isList := msgpcode.IsFixedArray(c) || c == msgpcode.Array16 || c == msgpcode.Array32
 	switch {
 	case msgpcode.IsString(c):
 		b, err := d.rawString()
@@ -349,9 +354,11 @@ func (d *eventDecoder) decodeValue(depth int) (any, error) {
 			return nil, err
 		}
 		return d.intern(b), nil
-	case msgpcode.IsFixedMap(c) || c == msgpcode.Map16 || c == msgpcode.Map32:
+	case (isMap || isList) && depth >= maxAttrDepth:
+		return nil, errTooDeep()
+	case isMap:
 		return d.decodeStringMap(depth + 1)
-	case msgpcode.IsFixedArray(c) || c == msgpcode.Array16 || c == msgpcode.Array32:
+	case isList:
 		return d.decodeList(depth + 1)
 	}
 	v, err := d.mp.DecodeInterfaceLoose()
@@ -362,9 +369,6 @@ func (d *eventDecoder) decodeValue(depth int) (any, error) {
 // at least, so a list that claims more than the payload has left is
 // refused before anything is allocated for it.
 func (d *eventDecoder) decodeList(depth int) ([]any, error) {
-	if depth > maxAttrDepth {
-		return nil, invalidErr("attrs: lists and maps nest deeper than %d levels", maxAttrDepth)
-	}
 	n, err := d.mp.DecodeArrayLen()
 	if err != nil {
 		return nil, err
@@ -468,7 +472,7 @@ func decodeJSONEvent(payload []byte, ev *Event) error {
 			return decodeErr("json: attrs: %v", err)
 		}
 		if nestsDeeper(m, 1) {
-			return invalidErr("attrs: lists and maps nest deeper than %d levels", maxAttrDepth)
+			return errTooDeep()
 		}
 		ev.Attrs = normalizeJSON(m).(map[string]any)
 	}
